@@ -1,0 +1,1 @@
+"""Streaming recognition (Vosk), voice activity and endpointing, DTMF detection, resampling."""

@@ -1,0 +1,1 @@
+"""Contact import, campaign lifecycle, calling windows, retry and escalation policy, scheduler."""

@@ -1,0 +1,1 @@
+"""Telephony: the media-session protocol, backends (simulated network, Asterisk AMI + AudioSocket), pacing."""

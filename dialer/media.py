@@ -1,0 +1,64 @@
+"""The media-session protocol: what an answered call looks like to whoever talks on it.
+
+Defined once here and implemented by every telephony backend (AudioSocket, the simulated network's
+audio mode, in-memory test sessions). The dialog runner only consumes it.
+
+Audio is signed 16-bit little-endian PCM, 8 kHz mono, in 20 ms frames of 320 bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+SAMPLE_RATE = 8000
+FRAME_MS = 20
+FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000  # 160
+FRAME_BYTES = FRAME_SAMPLES * 2  # 320
+SILENCE_FRAME = b"\x00" * FRAME_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFrame:
+    """20 ms of the caller's audio (320 bytes s16le at 8 kHz)."""
+
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfEvent:
+    """An out-of-band key press signalled by the PBX."""
+
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class HangupEvent:
+    """The call ended (caller hung up, or the PBX closed the session)."""
+
+    cause: str = "caller"
+
+
+MediaEvent = AudioFrame | DtmfEvent | HangupEvent
+
+
+class MediaClosed(ConnectionError):
+    """Sending on a session whose call has ended."""
+
+
+class MediaSession(Protocol):
+    """One answered call's media.
+
+    `receive()` returns the next event, in arrival order; after a HangupEvent it keeps returning
+    HangupEvent. `send_audio()` queues one frame for the caller (the caller of this method paces
+    frames in real time). `hangup()` ends the call from our side; idempotent.
+    """
+
+    @property
+    def call_id(self) -> str: ...
+
+    async def receive(self) -> MediaEvent: ...
+
+    async def send_audio(self, pcm: bytes) -> None: ...
+
+    async def hangup(self) -> None: ...

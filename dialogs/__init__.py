@@ -1,0 +1,1 @@
+"""Screening scripts (YAML), the pure dialog engine, NLU, and the dialog runner."""

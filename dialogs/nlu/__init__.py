@@ -1,0 +1,1 @@
+"""Understanding short Chinese replies: built-in rules and Rasa over HTTP."""

@@ -1,0 +1,385 @@
+"""Typed configuration: `config.yaml` defaults, validated, overridden by `OUTREACH_...` environment variables.
+
+Rules:
+- Unknown keys are errors naming the key path, the YAML line and the closest valid key.
+- YAML syntax errors name the file, line and column.
+- Secrets (`SecretStr` fields) are never read from files, only from environment variables.
+- Any key can be overridden by an environment variable: `OUTREACH_<SECTION>__<KEY>` (double underscore
+  between levels), e.g. `OUTREACH_DATABASE__URL`, `OUTREACH_SMS__TWILIO_AUTH_TOKEN`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "OUTREACH_"
+DEFAULT_CONFIG_NAME = "config.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the file, key and line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///./var/outreach.db"
+    echo: bool = False
+
+
+class AmiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = "outreach"
+    secret: SecretStr | None = None
+    reconnect_s: float = Field(2.0, gt=0)
+
+
+class AudioSocketConfig(_Section):
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(9092, ge=0, le=65535)
+    advertise_host: str = "127.0.0.1"
+
+
+class TelephonyConfig(_Section):
+    backend: Literal["simulated", "asterisk"] = "simulated"
+    caller_id: str = "12320"
+    trunk: str = "PJSIP/{number}@trunk"
+    originate_timeout_s: float = Field(30.0, gt=0)
+    ami: AmiConfig = AmiConfig()
+    audiosocket: AudioSocketConfig = AudioSocketConfig()
+
+
+class TtsConfig(_Section):
+    engine: Literal["espeak", "edge"] = "espeak"
+    voice: str = "zh-CN-XiaoxiaoNeural"
+    espeak_voice: str = "cmn-latn-pinyin"
+    rate: str = "+0%"
+    pitch: str = "+0Hz"
+    volume: str = "+0%"
+    cache_dir: str = "./var/prompts"
+    fallback_offline: bool = True
+
+
+class AsrConfig(_Section):
+    engine: Literal["vosk", "vosk-server", "text"] = "text"
+    model_path: str = "./var/models/vosk-model-small-cn-0.22"
+    server_url: str = "ws://127.0.0.1:2700"
+    threads: int = Field(0, ge=0, description="0 = one per core")
+
+
+class TurnConfig(_Section):
+    trailing_silence_ms: int = Field(700, ge=200, le=3000)
+    no_input_s: float = Field(5.0, gt=0)
+    barge_in_ms: int = Field(300, ge=60, le=2000)
+    max_utterance_s: float = Field(15.0, gt=0)
+    keep_answer_audio: Literal["none", "risk", "all"] = "risk"
+    audio_dir: str = "./var/answers"
+
+
+class NluConfig(_Section):
+    engine: Literal["builtin", "rasa"] = "builtin"
+    rasa_url: str = "http://127.0.0.1:5005"
+    rasa_token: SecretStr | None = None
+    timeout_s: float = Field(1.5, gt=0)
+    low_confidence: float = Field(0.6, ge=0, le=1)
+
+
+class SmsConfig(_Section):
+    gateway: Literal["dry_run", "twilio"] = "dry_run"
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr | None = None
+    status_callback_url: str = ""
+    window: str = "08:00-20:00"
+
+
+class RetryConfig(_Section):
+    no_answer_s: int = Field(7200, ge=120)
+    busy_s: int = Field(1800, ge=120)
+    congestion_s: int = Field(3600, ge=120)
+    failed_s: int = Field(3600, ge=120)
+    hung_up_early_s: int = Field(7200, ge=120)
+    interrupted_s: int = Field(600, ge=120)
+    callback_default_s: int = Field(7200, ge=120)
+    max_attempts_per_day: int = Field(3, ge=1, le=10)
+    max_attempts_total: int = Field(5, ge=1, le=10)
+
+
+class PacingConfig(_Section):
+    max_concurrent_calls: int = Field(30, ge=1)
+    calls_per_second: float = Field(2.0, gt=0)
+
+
+class CampaignDefaults(_Section):
+    timezone: str = "Asia/Shanghai"
+    windows: dict[str, list[str]] = Field(
+        default_factory=lambda: {"daily": ["09:00-12:00", "14:00-20:00"]},
+        description="keys: daily or mon..sun; values: HH:MM-HH:MM ranges",
+    )
+    holidays: list[str] = Field(default_factory=list)
+    script: str = "dialogs/scripts/covid_screening.yaml"
+    retry: RetryConfig = RetryConfig()
+    pacing: PacingConfig = PacingConfig()
+
+
+class SimulationConfig(_Section):
+    seed: int = 20201
+    answer_rate: float = Field(0.55, ge=0, le=1)
+    no_answer_rate: float = Field(0.30, ge=0, le=1)
+    busy_rate: float = Field(0.06, ge=0, le=1)
+    congestion_rate: float = Field(0.05, ge=0, le=1)
+    invalid_rate: float = Field(0.03, ge=0, le=1)
+
+
+class WebConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8320, ge=0, le=65535)
+    session_secret: SecretStr | None = None
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    unmask_phones: bool = False
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+class Config(_Section):
+    """The whole configuration. Every section has embedded defaults."""
+
+    database: DatabaseConfig = DatabaseConfig()
+    telephony: TelephonyConfig = TelephonyConfig()
+    tts: TtsConfig = TtsConfig()
+    asr: AsrConfig = AsrConfig()
+    turn: TurnConfig = TurnConfig()
+    nlu: NluConfig = NluConfig()
+    sms: SmsConfig = SmsConfig()
+    campaign: CampaignDefaults = CampaignDefaults()
+    simulation: SimulationConfig = SimulationConfig()
+    web: WebConfig = WebConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+# --------------------------------------------------------------------------- YAML with line numbers
+
+
+def _compose(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """Parse YAML, returning plain data and a map of key path -> 1-based line number."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError(f"{source}: YAML syntax error at {where}: {exc.problem}") from exc
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(n: yaml.Node | None, path: tuple[str, ...]) -> Any:
+        if n is None:
+            return None
+        if isinstance(n, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for k, v in n.value:
+                key = str(k.value)
+                lines[(*path, key)] = k.start_mark.line + 1
+                out[key] = walk(v, (*path, key))
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [walk(v, (*path, str(i))) for i, v in enumerate(n.value)]
+        return yaml.SafeLoader(text).construct_object(n, deep=True)
+
+    return walk(node, ()), lines
+
+
+def _model_for(path: tuple[str, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in path:
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return None
+    return model
+
+
+def _is_secret(model: type[BaseModel], key: str) -> bool:
+    field = model.model_fields.get(key)
+    return field is not None and "SecretStr" in repr(field.annotation)
+
+
+def _check_keys(data: Mapping[str, Any], path: tuple[str, ...], lines: dict[tuple[str, ...], int], source: str) -> None:
+    model = _model_for(path)
+    if model is None:
+        return
+    valid = list(model.model_fields)
+    for key, value in data.items():
+        full = (*path, key)
+        dotted = ".".join(full)
+        line = lines.get(full)
+        at = f"{source}:{line}" if line else source
+        if key not in model.model_fields:
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+            hint = f" (did you mean '{'.'.join((*path, close[0]))}'?)" if close else ""
+            raise ConfigError(f"{at}: unknown key '{dotted}'{hint}; valid keys here: {', '.join(valid)}")
+        if _is_secret(model, key) and value not in (None, ""):
+            env = ENV_PREFIX + "__".join(p.upper() for p in full)
+            raise ConfigError(f"{at}: '{dotted}' is a secret and must not be stored in a file; set {env} instead")
+        if isinstance(value, Mapping):
+            _check_keys(value, full, lines, source)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn `OUTREACH_A__B=value` variables into a nested dict; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        model = _model_for(tuple(parts[:-1]))
+        if model is None or parts[-1] not in model.model_fields:
+            close = difflib.get_close_matches(".".join(parts), _all_paths(), n=1, cutoff=0.6)
+            hint = f" (did you mean {ENV_PREFIX}{close[0].upper().replace('.', '__')}?)" if close else ""
+            raise ConfigError(f"environment variable {name} names no config key '{'.'.join(parts)}'{hint}")
+        value: Any = raw
+        if not _is_secret(model, parts[-1]):
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else raw
+            except yaml.YAMLError:
+                value = raw
+            if isinstance(value, (int, float, bool)) and model.model_fields[parts[-1]].annotation is str:
+                value = raw
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _all_paths(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for key, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.extend(_all_paths(ann, f"{prefix}{key}."))
+        else:
+            out.append(prefix + key)
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            base[k] = _merge(dict(base[k]), v)
+        else:
+            base[k] = v
+    return base
+
+
+def _format_validation(exc: ValidationError, lines: dict[tuple[str, ...], int], source: str) -> str:
+    msgs = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        line = lines.get(loc)
+        at = f"{source}:{line}" if line else source
+        msgs.append(f"{at}: '{'.'.join(loc)}': {err['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(msgs)
+
+
+def find_default_config() -> Path | None:
+    """The config file used when none is given: $OUTREACH_CONFIG, else ./config.yaml if present."""
+    env = os.environ.get("OUTREACH_CONFIG")
+    if env:
+        return Path(env)
+    here = Path.cwd() / DEFAULT_CONFIG_NAME
+    return here if here.is_file() else None
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Load and validate the configuration.
+
+    Args:
+        path: YAML file; None means the built-in defaults only (plus environment).
+        environ: environment to read `OUTREACH_...` overrides from (default: os.environ).
+        overrides: nested values applied last (e.g. the CLI's --db).
+
+    Raises:
+        ConfigError: with a message naming the file, key and line.
+    """
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    lines: dict[tuple[str, ...], int] = {}
+    source = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {p}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        loaded, lines = _compose(text, source)
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(loaded).__name__}")
+        _check_keys(loaded, (), lines, source)
+        data = loaded
+    data = _merge(data, _env_overrides(environ))
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, lines, source)) from exc
+
+
+def masked_dump(cfg: Config) -> dict[str, Any]:
+    """The effective configuration as plain data, with secrets shown as '********' (or null if unset)."""
+
+    def conv(obj: Any) -> Any:
+        if isinstance(obj, BaseModel):
+            return {k: conv(getattr(obj, k)) for k in type(obj).model_fields}
+        if isinstance(obj, SecretStr):
+            return "********" if obj.get_secret_value() else None
+        if isinstance(obj, dict):
+            return {k: conv(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [conv(v) for v in obj]
+        return obj
+
+    out = conv(cfg)
+    out["database"]["url"] = mask_url(cfg.database.url)
+    return out  # type: ignore[no-any-return]
+
+
+def mask_url(url: str) -> str:
+    """Hide a password inside a database URL."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as is, it holds nothing to mask
+        return url
+    return u.render_as_string(hide_password=True) if u.password else url

@@ -1,0 +1,257 @@
+"""SQLAlchemy 2 models of the results store. `results` is the only package that writes SQL.
+
+All timestamps are stored as UTC (naive in the database, aware in Python) through `UtcDateTime`,
+so SQLite and PostgreSQL behave the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes in Python, naive UTC in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to a UTC column; attach a time zone")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class CampaignState(str, enum.Enum):
+    draft = "draft"
+    running = "running"
+    paused = "paused"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+class ContactState(str, enum.Enum):
+    """Per-contact state inside a campaign."""
+
+    pending = "pending"  # waiting for its next attempt (next_attempt_at)
+    dialing = "dialing"  # an attempt is in flight (claimed by a worker)
+    done = "done"  # finished: final_outcome says how
+    skipped = "skipped"  # never dialed: do-not-call, invalid, campaign cancelled
+
+
+class Resident(Base):
+    __tablename__ = "residents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    phone: Mapped[str] = mapped_column(String(20), unique=True)  # E.164
+    community: Mapped[str] = mapped_column(String(100), default="", index=True)
+    address: Mapped[str] = mapped_column(String(300), default="")
+    national_id: Mapped[str | None] = mapped_column(String(18), nullable=True)
+    arrival_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    note: Mapped[str] = mapped_column(Text, default="")
+    source_file: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    script_path: Mapped[str] = mapped_column(String(300))
+    script_sha256: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16), default=CampaignState.draft.value, index=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    windows: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    holidays: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    pacing: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    retry_policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    contact_filter: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    contacts: Mapped[list[CampaignContact]] = relationship(back_populates="campaign")
+
+
+class CampaignContact(Base):
+    __tablename__ = "campaign_contacts"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "resident_id"),
+        # The dialer's query: due pending contacts of a running campaign, oldest due first.
+        Index("ix_campaign_contacts_due", "campaign_id", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default=ContactState.pending.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts_today: Mapped[int] = mapped_column(Integer, default=0)
+    attempts_day: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    final_outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="contacts")
+    resident: Mapped[Resident] = relationship()
+
+
+class CallAttempt(Base):
+    """One dial attempt, CDR-like."""
+
+    __tablename__ = "call_attempts"
+    __table_args__ = (Index("ix_call_attempts_campaign_started", "campaign_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("campaign_contacts.id", ondelete="CASCADE"), index=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[str] = mapped_column(String(64), unique=True)  # our uuid: AMI ChannelId / AudioSocket
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(64), default="")
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # dialing, answered, no_answer, busy, congestion, failed, invalid_number, hung_up_early, interrupted
+    outcome: Mapped[str] = mapped_column(String(32), default="dialing", index=True)
+    dialog_outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    hangup_cause: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    turns: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class ScreeningRecord(Base):
+    __tablename__ = "screening_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("call_attempts.id", ondelete="CASCADE"), unique=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), index=True)
+    outcome: Mapped[str] = mapped_column(String(32))
+    risk_level: Mapped[str] = mapped_column(String(16), default="none", index=True)  # none, flagged, high
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # field -> {"value", "raw", "confidence", "nlu", "uncertain", "intent", "audio"}
+    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    uncertain: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    reminder_needed: Mapped[bool] = mapped_column(Boolean, default=False)
+    callback_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SmsMessage(Base):
+    __tablename__ = "sms_messages"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key"),
+        Index("ix_sms_messages_state_scheduled", "state", "scheduled_for"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))  # e.g. second_test_reminder
+    dedupe_key: Mapped[str] = mapped_column(String(128))  # written before sending: never send twice
+    to_phone: Mapped[str] = mapped_column(String(20))
+    body: Mapped[str] = mapped_column(Text)
+    # planned, queued, sending, sent, delivered, undelivered, failed, cancelled
+    state: Mapped[str] = mapped_column(String(16), default="planned")
+    provider_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    error_code: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    scheduled_for: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Escalation(Base):
+    __tablename__ = "escalations"
+    # The community worker's review queue: open items of one community, most urgent first.
+    __table_args__ = (Index("ix_escalations_queue", "community", "status", "priority"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"), nullable=True)
+    record_id: Mapped[int | None] = mapped_column(
+        ForeignKey("screening_records.id", ondelete="SET NULL"), nullable=True
+    )
+    # flagged, high_risk, human_requested, callback_requested, unreachable, uncertain
+    kind: Mapped[str] = mapped_column(String(32))
+    community: Mapped[str] = mapped_column(String(100), default="")
+    priority: Mapped[int] = mapped_column(Integer, default=2)  # 1 = most urgent
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open, in_progress, closed
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    assigned_to: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class DoNotCall(Base):
+    __tablename__ = "do_not_call"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    source: Mapped[str] = mapped_column(String(64), default="")  # opt_out, staff, import
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100), default="")
+    action: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

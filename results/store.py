@@ -1,0 +1,109 @@
+"""Engine, schema migrations and sessions of the results store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or is at the wrong schema version."""
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine for a SQLite or PostgreSQL URL; creates the SQLite file's folder."""
+    try:
+        u = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError and friends
+        raise StoreError(f"invalid database URL {url!r}: {exc}") from exc
+    kwargs: dict[str, Any] = {"echo": echo}
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30}
+    elif u.get_backend_name() == "postgresql":
+        if u.drivername == "postgresql":
+            u = u.set(drivername="postgresql+psycopg")
+        kwargs["pool_pre_ping"] = True
+    else:
+        raise StoreError(f"unsupported database {u.get_backend_name()!r}: use sqlite:/// or postgresql://")
+    engine = create_engine(u, **kwargs)
+    if u.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _alembic_config(engine: Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision` (default: the newest) with Alembic."""
+    with engine.begin() as conn:
+        cfg = _alembic_config(engine)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_alembic_config(create_engine("sqlite://"))).get_current_head()
+
+
+class Store:
+    """The shared store: one engine, a session factory, migrations applied on open."""
+
+    def __init__(self, url: str, *, echo: bool = False, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url, echo=echo)
+        if migrate:
+            upgrade(self.engine)
+        else:
+            have, want = current_revision(self.engine), head_revision()
+            if have != want:
+                raise StoreError(f"database schema is at {have!r}, this version needs {want!r}: run `outreach db upgrade`")
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session inside one transaction: committed on success, rolled back on any error."""
+        with self.sessions() as s, s.begin():
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,1 @@
+"""SMS gateways (Twilio first) and delivery status callbacks."""

@@ -1,0 +1,62 @@
+"""The store on SQLite and PostgreSQL: migrations, constraints, UTC times, transactions."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from results.models import Base, DoNotCall, Resident
+from results.store import Store, StoreError, current_revision, head_revision
+
+
+def test_migrations_create_every_table_and_match_the_models(store: Store) -> None:
+    names = set(inspect(store.engine).get_table_names())
+    assert set(Base.metadata.tables) <= names
+    assert current_revision(store.engine) == head_revision()
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == [], f"models and migrations disagree: {diff}"
+
+
+def test_phone_is_unique(store: Store) -> None:
+    with store.session() as s:
+        s.add(Resident(name="张三", phone="+8613800138000"))
+    with pytest.raises(IntegrityError), store.session() as s:
+        s.add(Resident(name="李四", phone="+8613800138000"))
+    with store.session() as s:
+        assert s.scalar(select(Resident.name).where(Resident.phone == "+8613800138000")) == "张三"
+
+
+def test_failed_transaction_leaves_nothing(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.session() as s:
+        s.add(DoNotCall(phone="+8613800138001", reason="test"))
+        s.flush()
+        raise RuntimeError("boom")
+    with store.session() as s:
+        assert s.get(DoNotCall, "+8613800138001") is None
+
+
+def test_datetimes_round_trip_as_utc(store: Store) -> None:
+    shanghai = dt.timezone(dt.timedelta(hours=8))
+    when = dt.datetime(2026, 11, 23, 9, 30, tzinfo=shanghai)
+    with store.session() as s:
+        s.add(DoNotCall(phone="+8613800138002", created_at=when))
+    with store.session() as s:
+        got = s.get(DoNotCall, "+8613800138002")
+        assert got is not None
+        assert got.created_at == when and got.created_at.tzinfo == dt.UTC
+
+
+def test_naive_datetime_is_rejected(store: Store) -> None:
+    with pytest.raises(Exception, match="naive datetime"), store.session() as s:
+        s.add(DoNotCall(phone="+8613800138003", created_at=dt.datetime(2026, 1, 1)))
+
+
+def test_bad_url_names_itself() -> None:
+    with pytest.raises(StoreError, match="unsupported database"):
+        Store("mysql://x@y/z")
