@@ -7,7 +7,6 @@ into speech/listening and feeds events back.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -135,8 +134,9 @@ class ScreeningResult:
     reminder_needed: bool = False
     escalate_human: bool = False  # a rule routed this record to a human callback
     opt_out: bool = False
-    callback_at: dt.datetime | None = None  # for callback_requested, when the resident asked for
-    callback_text: str | None = None
+    # For callback_requested: the time the resident asked for, as NLU parsed it (no clock here):
+    # {"text": "下午三点", "delay_minutes": int | None, "day_offset": int, "time": "HH:MM" | None}
+    callback_hint: dict[str, Any] | None = None
     turns: list[dict[str, Any]] = field(default_factory=list)
 
     @property
