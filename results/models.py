@@ -65,7 +65,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
 
-class CampaignState(str, enum.Enum):
+class CampaignState(enum.StrEnum):
     draft = "draft"
     running = "running"
     paused = "paused"
@@ -73,7 +73,7 @@ class CampaignState(str, enum.Enum):
     cancelled = "cancelled"
 
 
-class ContactState(str, enum.Enum):
+class ContactState(enum.StrEnum):
     """Per-contact state inside a campaign."""
 
     pending = "pending"  # waiting for its next attempt (next_attempt_at)

@@ -38,7 +38,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine for a SQLite or PostgreSQL URL; creates the SQLite file's folder."""
     try:
         u = make_url(url)
-    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError and friends
+    except Exception as exc:
         raise StoreError(f"invalid database URL {url!r}: {exc}") from exc
     kwargs: dict[str, Any] = {"echo": echo}
     if u.get_backend_name() == "sqlite":
