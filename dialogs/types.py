@@ -78,6 +78,7 @@ class Listen:
 
     node: str
     expect: str
+    field: str | None = None  # the record field the answer goes to
     no_input_s: float = 5.0
     hints: tuple[str, ...] = ()
     dtmf: tuple[tuple[str, str], ...] = ()
