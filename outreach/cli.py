@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from outreach.context import AppContext
+from outreach.logsetup import setup_logging
 
 app = typer.Typer(
     name="outreach",
@@ -31,6 +32,7 @@ _GROUPS: list[tuple[str, str, str | None]] = [
     ("prompts", "app", "prompts"),
     ("prompts", "register", None),
     ("models", "app", "models"),
+    ("media", "register", None),
 ]
 
 
@@ -41,10 +43,7 @@ def main_callback(
     db: str | None = typer.Option(None, "--db", help="Database URL, overrides database.url."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(logging.DEBUG if verbose else logging.WARNING)
     app_ctx = AppContext(config_path=config, db_url=db)
     ctx.obj = app_ctx
     ctx.call_on_close(app_ctx.close)
