@@ -7,6 +7,7 @@ into speech/listening and feeds events back.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -111,9 +112,10 @@ class Answer:
     intent: str
     uncertain: bool = False
     audio_ref: str | None = None
+    detail: dict[str, Any] = dataclasses.field(default_factory=dict)  # NLU extras, e.g. {"symptoms": ["cough"]}
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "value": self.value,
             "raw": self.raw,
             "confidence": round(self.confidence, 3),
@@ -122,6 +124,9 @@ class Answer:
             "uncertain": self.uncertain,
             "audio": self.audio_ref,
         }
+        if self.detail:
+            out["detail"] = dict(self.detail)
+        return out
 
 
 @dataclass(slots=True)
