@@ -77,6 +77,16 @@ class AsrConfig(_Section):
     threads: int = Field(0, ge=0, description="0 = one per core")
 
 
+class ModelsConfig(_Section):
+    """Where `outreach models download` fetches speech models from and how it verifies them."""
+
+    base_url: str = "https://alphacephei.com/vosk/models/"
+    dir: str = "./var/models"
+    sha256: dict[str, str] = Field(
+        default_factory=dict, description="pinned sha256 of a model archive by model name (vosk-small-cn, vosk-cn)"
+    )
+
+
 class TurnConfig(_Section):
     trailing_silence_ms: int = Field(700, ge=200, le=3000)
     no_input_s: float = Field(5.0, gt=0)
@@ -165,6 +175,7 @@ class Config(_Section):
     telephony: TelephonyConfig = TelephonyConfig()
     tts: TtsConfig = TtsConfig()
     asr: AsrConfig = AsrConfig()
+    models: ModelsConfig = ModelsConfig()
     turn: TurnConfig = TurnConfig()
     nlu: NluConfig = NluConfig()
     sms: SmsConfig = SmsConfig()
