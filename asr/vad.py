@@ -1,0 +1,39 @@
+"""Voice activity detection on 20 ms telephone frames (webrtcvad, the WebRTC GMM detector).
+
+webrtcvad answers "is this 10/20/30 ms frame speech?" for 8/16/32/48 kHz s16le audio. It is cheap (a few
+microseconds per frame) and proven on telephone audio. A small energy gate in front of it keeps digital
+silence and line hiss from ever counting as speech, whatever the aggressiveness mode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import webrtcvad
+
+SAMPLE_RATE = 8000
+FRAME_BYTES = 320  # 20 ms at 8 kHz, s16le
+
+
+class VadError(ValueError):
+    """A frame is not 20 ms of 8 kHz s16le audio, or the mode is out of range."""
+
+
+class Vad:
+    """Per-call voice activity detector. `mode` 0 (least aggressive) .. 3 (most aggressive filtering)."""
+
+    def __init__(self, mode: int = 2, *, min_rms: float = 60.0) -> None:
+        if mode not in (0, 1, 2, 3):
+            raise VadError(f"VAD mode must be 0..3, got {mode}")
+        self.mode = mode
+        self._vad = webrtcvad.Vad(mode)
+        # Sum of squares over the frame below which a frame is never speech (about -55 dBFS RMS by default).
+        self._min_energy = min_rms * min_rms * (FRAME_BYTES // 2)
+
+    def is_speech(self, pcm: bytes) -> bool:
+        """True when the 20 ms frame carries speech."""
+        if len(pcm) != FRAME_BYTES:
+            raise VadError(f"VAD expects 20 ms frames of {FRAME_BYTES} bytes (8 kHz s16le), got {len(pcm)}")
+        x = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+        if float(np.dot(x, x)) < self._min_energy:
+            return False
+        return bool(self._vad.is_speech(pcm, SAMPLE_RATE))
