@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from pathlib import Path
 
 import typer
@@ -30,10 +31,12 @@ _GROUPS: list[tuple[str, str, str | None]] = [
     ("campaign", "register", None),
     ("results_cmd", "app", "results"),
     ("prompts", "app", "prompts"),
-    ("prompts", "register", None),
     ("models", "app", "models"),
     ("media", "register", None),
 ]
+# Top-level commands added by a module's register(): command name -> module.
+_TOP_LEVEL = {"nlu": "nlu", "run": "campaign", "demo": "campaign", "purge": "media"}
+_GLOBAL_OPTIONS_WITH_VALUE = {"--config", "--db"}
 
 
 @app.callback()
@@ -49,17 +52,34 @@ def main_callback(
     ctx.call_on_close(app_ctx.close)
 
 
-def _register() -> None:
-    for module_name, attr, name in _GROUPS:
-        try:
-            module = importlib.import_module(f"outreach.commands.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"outreach.commands.{module_name}":
-                continue  # that command group is not part of this build yet
-            raise
-        obj = getattr(module, attr, None)
-        if obj is None:
+def _invoked_command(argv: list[str]) -> str | None:
+    """The command name on the command line, skipping global options; None when there is none."""
+    it = iter(argv)
+    for arg in it:
+        if arg in _GLOBAL_OPTIONS_WITH_VALUE:
+            next(it, None)
+        elif arg.startswith("-"):
             continue
+        else:
+            return arg
+    return None
+
+
+def _register(argv: list[str] | None = None) -> None:
+    """Import the command modules. Only the invoked one is imported, so `outreach nlu` starts fast;
+    help, completion and unknown commands import them all."""
+    command = _invoked_command(sys.argv[1:] if argv is None else argv)
+    wanted: set[str] | None = None
+    if command is not None:
+        if command in _TOP_LEVEL:
+            wanted = {_TOP_LEVEL[command]}
+        else:
+            wanted = {m for m, _, name in _GROUPS if name == command} or None
+    for module_name, attr, name in _GROUPS:
+        if wanted is not None and module_name not in wanted:
+            continue
+        module = importlib.import_module(f"outreach.commands.{module_name}")
+        obj = getattr(module, attr)
         if name is None:
             obj(app)
         else:

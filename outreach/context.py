@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from outreach.config import Config, ConfigError, find_default_config, load_config
-from results.store import Store, StoreError
+
+if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) is imported only by commands that use it
+    from results.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ class AppContext:
 
     def store(self) -> Store:
         if self._store is None:
+            from results.store import Store, StoreError
+
             try:
                 self._store = Store(self.config().database.url, echo=self.config().database.echo)
             except StoreError as exc:
