@@ -1,0 +1,401 @@
+"""`outreach campaign create|start|pause|resume|cancel|status`, and the top-level `run` and `demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from campaigns.clock import Clock, ScaledClock, VirtualClock, WallClock
+from campaigns.demo import DemoSettings
+from campaigns.engine import CampaignEngine, EngineSettings, SessionFactory
+from campaigns.policy import PolicyError, RetryPolicy
+from campaigns.service import (
+    ScriptLoadError,
+    default_reminder_sweep,
+    file_sha256,
+    make_session_factory,
+    make_simulated_network,
+    resolve_script,
+    serve,
+)
+from campaigns.windows import CallingWindows, WindowSpecError
+from dialer.base import Telephony, TelephonyError
+from dialogs.nlu.types import Nlu
+from outreach.config import Config
+from outreach.context import fail, get_ctx
+from results import campaigns as db
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(help="Campaigns: create, start, pause, resume, cancel, status.", no_args_is_help=True)
+
+SIMULATION_RATES = ("answer_rate", "no_answer_rate", "busy_rate", "congestion_rate", "invalid_rate")
+
+
+# ----------------------------------------------------------------------------- config -> engine wiring
+
+
+def campaign_defaults(config: Config) -> dict[str, Any]:
+    """The campaign section as stored on a new campaign (time zone, windows, holidays, pacing, retry)."""
+    c = config.campaign
+    return {
+        "timezone": c.timezone,
+        "windows": {k: list(v) for k, v in c.windows.items()},
+        "holidays": list(c.holidays),
+        "pacing": c.pacing.model_dump(),
+        "retry_policy": c.retry.model_dump(),
+    }
+
+
+def build_nlu(config: Config) -> Nlu:
+    """The configured NLU (`dialogs.nlu.make_nlu`), or the built-in one where that factory is absent."""
+    import importlib
+
+    factory = getattr(importlib.import_module("dialogs.nlu"), "make_nlu", None)
+    if factory is not None:
+        nlu: Nlu = factory(config.nlu)
+        return nlu
+    from dialogs.nlu.builtin import BuiltinNlu
+
+    return BuiltinNlu(low_confidence=config.nlu.low_confidence)
+
+
+def build_sessions(config: Config) -> SessionFactory:
+    return make_session_factory(build_nlu(config), low_confidence=config.nlu.low_confidence)
+
+
+def build_telephony(config: Config, *, dial_log: Path | None = None, realtime_clock: Clock | None = None) -> Telephony:
+    """The configured backend. Raises TelephonyError for one this build does not have."""
+    if config.telephony.backend != "simulated":
+        raise TelephonyError(
+            f"telephony.backend {config.telephony.backend!r} is not available in this build; use 'simulated'"
+        )
+    sim = config.simulation
+    rates = {k: float(getattr(sim, k)) for k in SIMULATION_RATES}
+    return make_simulated_network(rates, seed=sim.seed, dial_log=dial_log, realtime_clock=realtime_clock)
+
+
+def build_engine_settings(config: Config, *, worker: str | None = None, slice_s: float | None = None) -> EngineSettings:
+    s = EngineSettings(caller_id=config.telephony.caller_id, originate_timeout_s=config.telephony.originate_timeout_s)
+    if worker:
+        s.worker = worker
+    if slice_s:
+        s.slice_s = slice_s
+    return s
+
+
+def demo_settings(config: Config, *, seed: int | None = None) -> DemoSettings:
+    d = campaign_defaults(config)
+    sim = config.simulation
+    return DemoSettings(
+        script=config.campaign.script, timezone=d["timezone"], windows=d["windows"], holidays=d["holidays"],
+        pacing=d["pacing"], retry_policy=d["retry_policy"], seed=sim.seed if seed is None else seed,
+        simulation_rates={k: float(getattr(sim, k)) for k in SIMULATION_RATES}, nlu=build_nlu(config),
+        low_confidence=config.nlu.low_confidence, caller_id=config.telephony.caller_id,
+        originate_timeout_s=config.telephony.originate_timeout_s,
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _parse_windows(values: list[str]) -> dict[str, list[str]]:
+    """`--window daily=09:00-12:00,14:00-20:00 --window sun=` -> {"daily": [...], "sun": []}."""
+    out: dict[str, list[str]] = {}
+    for v in values:
+        if "=" not in v:
+            fail(f"--window {v!r}: use DAY=HH:MM-HH:MM[,HH:MM-HH:MM] with DAY daily or mon..sun")
+        key, ranges = v.split("=", 1)
+        out[key.strip().lower()] = [r.strip() for r in ranges.split(",") if r.strip()]
+    return out
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Campaign name (unique)."),
+    script: str | None = typer.Option(None, "--script", help="Screening script YAML (default: campaign.script)."),
+    source_file: list[str] = typer.Option([], "--file", help="Only residents imported from this file name (repeatable)."),
+    community: list[str] = typer.Option([], "--community", help="Only residents of this community (repeatable)."),
+    tag: list[str] = typer.Option([], "--tag", help="Only residents with this tag (repeatable)."),
+    timezone: str | None = typer.Option(None, "--timezone", help="IANA time zone (default: campaign.timezone)."),
+    window: list[str] = typer.Option([], "--window", help="Calling window, e.g. daily=09:00-12:00,14:00-20:00 or sun= (repeatable)."),
+    holiday: list[str] = typer.Option([], "--holiday", help="A local date without calls, YYYY-MM-DD (repeatable)."),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1, help="Max concurrent calls."),
+    cps: float | None = typer.Option(None, "--cps", min=0.01, help="Max new calls per second."),
+    max_attempts: int | None = typer.Option(None, "--max-attempts", min=1, max=10, help="Max attempts per resident."),
+    max_per_day: int | None = typer.Option(None, "--max-attempts-per-day", min=1, max=10, help="Max attempts a day."),
+) -> None:
+    """Create a draft campaign from imported residents (all of them, or filtered)."""
+    app_ctx = get_ctx(ctx)
+    cfg = app_ctx.config()
+    defaults = campaign_defaults(cfg)
+    script_path = resolve_script(script or cfg.campaign.script)
+    try:
+        from dialogs.script import ScriptError, load_script
+
+        load_script(script_path)
+    except ScriptError as exc:
+        fail(f"script {script_path} is not usable:\n{exc}")
+    except OSError as exc:
+        fail(f"cannot read script {script_path}: {exc}")
+    windows = _parse_windows(window) if window else defaults["windows"]
+    holidays = list(holiday) or defaults["holidays"]
+    tz = timezone or defaults["timezone"]
+    retry = dict(defaults["retry_policy"])
+    if max_attempts is not None:
+        retry["max_attempts_total"] = max_attempts
+        retry["max_attempts_per_day"] = min(retry["max_attempts_per_day"], max_attempts)
+    if max_per_day is not None:
+        retry["max_attempts_per_day"] = max_per_day
+    pacing = dict(defaults["pacing"])
+    if max_concurrent is not None:
+        pacing["max_concurrent_calls"] = max_concurrent
+    if cps is not None:
+        pacing["calls_per_second"] = cps
+    try:
+        CallingWindows.parse(windows, holidays, tz)
+        RetryPolicy.from_mapping(retry)
+    except (WindowSpecError, PolicyError) as exc:
+        fail(str(exc))
+    store = app_ctx.store()
+    try:
+        info, n = db.create_campaign(
+            store, name=name, script_path=script_path, script_sha256=file_sha256(script_path), timezone=tz,
+            windows=windows, holidays=holidays, pacing=pacing, retry_policy=retry, source_files=source_file,
+            communities=community, tags=tag, now=_now(), actor="cli",
+        )
+    except (db.CampaignError, ScriptLoadError) as exc:
+        fail(str(exc))
+    print(f"created campaign {info.name!r} (draft) with {n} contacts; start it with: outreach campaign start {info.name}")
+
+
+def _transition(ctx: typer.Context, name: str, state: str) -> db.CampaignInfo:
+    try:
+        return db.set_state(get_ctx(ctx).store(), name, state, now=_now(), actor="cli")
+    except db.CampaignError as exc:
+        fail(str(exc))
+        raise  # unreachable: fail() exits
+
+
+@app.command("start")
+def start(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Start a draft campaign (calls begin when `outreach run` is running and a window is open)."""
+    _transition(ctx, name, "running")
+    print(f"campaign {name!r} is running")
+
+
+@app.command("pause")
+def pause(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Pause: no new calls; calls in progress finish normally."""
+    _transition(ctx, name, "paused")
+    print(f"campaign {name!r} is paused")
+
+
+@app.command("resume")
+def resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Resume a paused campaign."""
+    _transition(ctx, name, "running")
+    print(f"campaign {name!r} is running")
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Cancel: every contact not yet finished is skipped; calls in progress finish normally."""
+    _transition(ctx, name, "cancelled")
+    print(f"campaign {name!r} is cancelled")
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    name: str | None = typer.Argument(None, help="Campaign name; without it, list all campaigns."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show a campaign's progress (contacts, attempts, records, escalations), or list campaigns."""
+    store = get_ctx(ctx).store()
+    if name is None:
+        rows = [{"campaign": c.name, "state": c.state, "created_at": c.created_at.isoformat()} for c in db.list_campaigns(store)]
+        if as_json:
+            print(json.dumps(rows, ensure_ascii=False))
+        else:
+            for r in rows:
+                print(f"{r['campaign']}\t{r['state']}\t{r['created_at']}")
+        return
+    try:
+        st = db.campaign_status(store, name)
+    except db.CampaignError as exc:
+        fail(str(exc))
+        return
+    if as_json:
+        print(json.dumps(st, ensure_ascii=False))
+        return
+    print(f"campaign {st['campaign']}: {st['state']} (time zone {st['timezone']})")
+    for key in ("contacts", "final_outcomes", "attempts", "records_by_risk", "escalations"):
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(st[key].items())) or "-"
+        print(f"  {key.replace('_', ' ')}: {parts}")
+    if st["next_attempt_at"]:
+        print(f"  next attempt due: {st['next_attempt_at']}")
+
+
+# ----------------------------------------------------------------------------- run, demo
+
+
+def _parse_start(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--start {value!r}: use an ISO time like 2026-11-23T08:30+08:00")
+        raise
+    if t.tzinfo is None:
+        fail(f"--start {value!r}: give a UTC offset, e.g. 2026-11-23T08:30+08:00")
+    return t.astimezone(dt.UTC)
+
+
+def register(main: typer.Typer) -> None:
+    main.command("run")(run)
+    main.command("demo")(demo)
+
+
+def run(
+    ctx: typer.Context,
+    campaign: list[str] = typer.Option([], "--campaign", help="Only these campaigns (repeatable; default: all running)."),
+    worker: str | None = typer.Option(None, "--worker", help="Worker name (default: host name); unique per process."),
+    virtual_time: bool = typer.Option(False, "--virtual-time", help="Simulated time: run as fast as possible until no work is left."),
+    speed: float | None = typer.Option(None, "--speed", min=0.001, help="Scaled time: this many simulated seconds per wall second."),
+    start: str | None = typer.Option(None, "--start", help="Start of simulated time (ISO, with offset); default: the store's latest activity or now."),
+    exit_when_complete: bool = typer.Option(False, "--exit-when-complete", help="Exit once no running campaign has work left."),
+    tick: float = typer.Option(1.0, "--tick", min=0.01, help="Dialer tick in wall seconds (service mode)."),
+    dial_log: Path | None = typer.Option(None, "--dial-log", help="Simulated network: append the carrier's log of every dial here."),
+) -> None:
+    """The dialer service: ticks campaigns, places calls, writes results (Ctrl-C or SIGTERM stops it)."""
+    app_ctx = get_ctx(ctx)
+    cfg = app_ctx.config()
+    store = app_ctx.store()
+    if virtual_time and speed is not None:
+        fail("--virtual-time and --speed exclude each other")
+    origin = _parse_start(start)
+    clock: Clock
+    if virtual_time or speed is not None:
+        origin = origin or db.latest_activity_at(store) or _now()
+        clock = VirtualClock(origin) if virtual_time else ScaledClock(origin, speed or 1.0)
+    else:
+        clock = WallClock()
+    try:
+        telephony = build_telephony(cfg, dial_log=dial_log, realtime_clock=None if virtual_time else clock)
+    except TelephonyError as exc:
+        fail(str(exc))
+        return
+    settings = build_engine_settings(cfg, worker=worker, slice_s=None if virtual_time else max(tick * (speed or 1.0), 0.5))
+    engine = CampaignEngine(store, telephony, clock, build_sessions(cfg), settings=settings, campaigns=campaign)
+    typer.echo(f"worker {settings.worker}: running ({'virtual time' if virtual_time else 'scaled time' if speed else 'wall clock'})", err=True)
+
+    async def main() -> None:
+        if virtual_time:
+            await engine.run_virtual()
+        else:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await serve(engine, stop=stop, tick_s=tick, exit_when_complete=exit_when_complete,
+                        reminder_sweep=default_reminder_sweep(store))
+        await telephony.close()
+
+    asyncio.run(main())
+    s = engine.stats
+    typer.echo(
+        f"worker {settings.worker}: {s.started} calls started, {s.finished} finished, {s.answered} answered, "
+        f"{s.recovered} interrupted attempts recovered; completed campaigns: {', '.join(engine.completed_campaigns) or '-'}",
+        err=True,
+    )
+
+
+SUMMARY_LABELS = (
+    ("residents", "residents"),
+    ("calls", "calls placed"),
+    ("answered", "calls answered"),
+    ("completed", "screenings completed"),
+    ("flagged", "flagged (risk)"),
+    ("unreachable", "unreachable (escalated)"),
+    ("opted_out", "opted out"),
+    ("human_requested", "asked for a human"),
+    ("not_understood", "not understood"),
+    ("reminders_needed", "second-test reminders"),
+    ("escalated_residents", "residents on escalation lists"),
+    ("max_attempts_per_resident", "max attempts per resident"),
+    ("virtual_days", "simulated days"),
+    ("wall_s", "wall seconds"),
+)
+
+
+def demo(
+    ctx: typer.Context,
+    residents: int = typer.Option(500, "--residents", min=1, max=1_000_000, help="Number of synthetic residents."),
+    seed: int | None = typer.Option(None, "--seed", help="Simulation seed (default: simulation.seed)."),
+    directory: Path = typer.Option(Path("demo"), "--dir", help="Folder for the fresh store and out/ exports."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object with the summary."),
+) -> None:
+    """Run a whole simulated campaign on the embedded defaults, in virtual time, and export the results."""
+    from campaigns.demo import run_demo
+
+    cfg = get_ctx(ctx).config()
+    live = sys.stderr.isatty() and not as_json
+    progress_cb: Any = None
+    progress: Any = None
+    if live:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(
+            TextColumn("[bold]demo campaign"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), console=_stderr_console(),
+        )
+        task = progress.add_task("demo", total=residents, info="")
+
+        def progress_cb(engine: CampaignEngine, total: int) -> None:
+            s = engine.stats
+            when = engine.clock.now().astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%m-%d %H:%M")
+            progress.update(task, completed=s.contacts_done,
+                            info=f"calls {s.started}  answered {s.answered}  sim {when}")
+
+        progress.start()
+    try:
+        result = run_demo(demo_settings(cfg, seed=seed), directory, residents=residents, on_progress=progress_cb)
+    except (ScriptLoadError, TelephonyError, db.CampaignError) as exc:
+        fail(str(exc))
+        return
+    finally:
+        if progress is not None:
+            progress.stop()
+    summary = result.summary
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"demo campaign: {summary['residents']} residents, state {summary['campaign_state']}")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for key, label in SUMMARY_LABELS:
+        table.add_row(label, str(summary.get(key, "")))
+    Console().print(table)
+    for kind, path in result.files.items():
+        print(f"{kind}: {path}")
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)

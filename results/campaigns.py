@@ -1,0 +1,821 @@
+"""All SQL of campaigns: creation and contact selection, lifecycle, claiming due contacts, attempts,
+screening records, escalations, do-not-call, recovery after a crash, status and summaries.
+
+Claiming is the multi-worker safe point:
+- PostgreSQL: `SELECT ... FOR UPDATE OF campaign_contacts SKIP LOCKED`, then the rows are switched to
+  `dialing` and their attempt rows inserted in the same transaction; a second worker skips locked rows
+  and, after the commit, no longer sees them as pending.
+- SQLite (single writer): one atomic `UPDATE ... WHERE id IN (SELECT ... ) AND state = 'pending'
+  RETURNING`, so two processes can never claim the same row.
+
+An attempt row (with its own channel id) is committed *before* the call is placed: after a crash the
+row is still `dialing` and becomes `interrupted`; it is never dialled again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from results.masking import mask_phone
+from results.models import (
+    AuditLog,
+    CallAttempt,
+    Campaign,
+    CampaignContact,
+    CampaignState,
+    ContactState,
+    DoNotCall,
+    Escalation,
+    Resident,
+    ScreeningRecord,
+)
+from results.store import Store
+
+log = logging.getLogger(__name__)
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    CampaignState.draft: frozenset({CampaignState.running, CampaignState.cancelled}),
+    CampaignState.running: frozenset({CampaignState.paused, CampaignState.completed, CampaignState.cancelled}),
+    CampaignState.paused: frozenset({CampaignState.running, CampaignState.cancelled}),
+    CampaignState.completed: frozenset(),
+    CampaignState.cancelled: frozenset(),
+}
+
+
+class CampaignError(ValueError):
+    """A campaign operation is not possible; the message says which campaign and why."""
+
+
+class CampaignNotFound(CampaignError, LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no campaign named {name!r}")
+
+
+# ----------------------------------------------------------------------------- data passed around
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignInfo:
+    id: int
+    name: str
+    state: str
+    script_path: str
+    script_sha256: str
+    timezone: str
+    windows: dict[str, Any]
+    holidays: list[Any]
+    pacing: dict[str, Any]
+    retry_policy: dict[str, Any]
+    contact_filter: dict[str, Any]
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, c: Campaign) -> CampaignInfo:
+        return cls(
+            id=c.id, name=c.name, state=c.state, script_path=c.script_path, script_sha256=c.script_sha256,
+            timezone=c.timezone, windows=dict(c.windows or {}), holidays=list(c.holidays or []),
+            pacing=dict(c.pacing or {}), retry_policy=dict(c.retry_policy or {}),
+            contact_filter=dict(c.contact_filter or {}), created_at=c.created_at, started_at=c.started_at,
+            completed_at=c.completed_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A contact claimed for one attempt, with everything the call and the dialog need."""
+
+    contact_id: int
+    attempt_id: int
+    channel_id: str
+    campaign_id: int
+    resident_id: int
+    attempt_no: int  # total attempts including this one
+    attempts_today: int  # including this one, in the campaign's local day
+    started_at: dt.datetime
+    name: str
+    phone: str
+    community: str
+    address: str
+    national_id: str | None
+    arrival_date: dt.date | None
+    tags: tuple[str, ...]
+    last_outcome: str | None
+    history: tuple[str, ...] = ()  # earlier attempt outcomes (only filled for a contact's last allowed attempt)
+
+    def contact_mapping(self) -> dict[str, Any]:
+        """The resident as the dialog script sees it."""
+        return {
+            "name": self.name,
+            "phone": self.phone,
+            "community": self.community,
+            "address": self.address,
+            "arrival_date": self.arrival_date.isoformat() if self.arrival_date else None,
+            "tags": list(self.tags),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationData:
+    kind: str
+    priority: int
+    reasons: tuple[str, ...]
+    due_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordData:
+    outcome: str
+    risk_level: str
+    reasons: list[str]
+    answers: dict[str, Any]
+    uncertain: list[str]
+    reminder_needed: bool
+    callback_at: dt.datetime | None
+
+
+@dataclass(slots=True)
+class Finish:
+    """Everything one finished attempt writes, decided by the engine's policy."""
+
+    claim: Claim
+    outcome: str
+    ended_at: dt.datetime
+    answered_at: dt.datetime | None = None
+    dialog_outcome: str | None = None
+    cause: str | None = None
+    duration_s: float | None = None
+    turns: list[Any] = field(default_factory=list)
+    record: RecordData | None = None
+    state: str = ContactState.done
+    next_attempt_at: dt.datetime | None = None
+    final_outcome: str | None = None
+    escalations: list[EscalationData] = field(default_factory=list)
+    do_not_call: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """A claim left behind by a crashed (or restarted) worker."""
+
+    claim: Claim
+    attempt_started_at: dt.datetime
+
+
+# ----------------------------------------------------------------------------- creation, lifecycle
+
+
+def _campaign(s: Session, name: str) -> Campaign:
+    c = s.scalar(select(Campaign).where(Campaign.name == name))
+    if c is None:
+        raise CampaignNotFound(name)
+    return c
+
+
+def audit(s: Session, action: str, details: Mapping[str, Any], *, actor: str = "", at: dt.datetime | None = None) -> None:
+    s.add(AuditLog(action=action, details=dict(details), actor=actor, at=at or dt.datetime.now(dt.UTC)))
+
+
+def create_campaign(
+    store: Store,
+    *,
+    name: str,
+    script_path: str,
+    script_sha256: str = "",
+    timezone: str = "Asia/Shanghai",
+    windows: Mapping[str, Any],
+    holidays: Sequence[str] = (),
+    pacing: Mapping[str, Any],
+    retry_policy: Mapping[str, Any],
+    source_files: Sequence[str] = (),
+    communities: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    now: dt.datetime,
+    actor: str = "",
+) -> tuple[CampaignInfo, int]:
+    """Create a draft campaign with its contact set; returns (campaign, number of contacts).
+
+    Contacts are the residents matching every given filter (imported file names, communities, tags;
+    none = all residents). Do-not-call numbers are included but never dialled (skipped on start).
+
+    Raises:
+        CampaignError: the name is taken or no resident matches.
+    """
+    if not name.strip():
+        raise CampaignError("a campaign needs a name")
+    contact_filter = {"source_files": list(source_files), "communities": list(communities), "tags": list(tags)}
+    with store.session() as s:
+        if s.scalar(select(Campaign.id).where(Campaign.name == name)) is not None:
+            raise CampaignError(f"a campaign named {name!r} already exists")
+        q = select(Resident.id, Resident.tags)
+        if source_files:
+            q = q.where(Resident.source_file.in_(list(source_files)))
+        if communities:
+            q = q.where(Resident.community.in_(list(communities)))
+        wanted = set(tags)
+        ids = [rid for rid, rtags in s.execute(q.order_by(Resident.id)) if not wanted or wanted & set(rtags or [])]
+        if not ids:
+            raise CampaignError(f"campaign {name!r}: no resident matches the filter {contact_filter}")
+        camp = Campaign(
+            name=name, script_path=script_path, script_sha256=script_sha256, state=CampaignState.draft,
+            timezone=timezone, windows=dict(windows), holidays=list(holidays), pacing=dict(pacing),
+            retry_policy=dict(retry_policy), contact_filter=contact_filter, created_at=now,
+        )
+        s.add(camp)
+        s.flush()
+        for i in range(0, len(ids), 5000):
+            s.execute(
+                insert(CampaignContact),
+                [{"campaign_id": camp.id, "resident_id": rid, "state": ContactState.pending, "attempts": 0,
+                  "attempts_today": 0, "next_attempt_at": now} for rid in ids[i : i + 5000]],
+            )
+        audit(s, "campaign.create", {"campaign": name, "contacts": len(ids), "filter": contact_filter}, actor=actor, at=now)
+        info = CampaignInfo.of(camp)
+    return info, len(ids)
+
+
+def get_campaign(store: Store, name: str) -> CampaignInfo:
+    with store.session() as s:
+        return CampaignInfo.of(_campaign(s, name))
+
+
+def list_campaigns(store: Store) -> list[CampaignInfo]:
+    with store.session() as s:
+        return [CampaignInfo.of(c) for c in s.scalars(select(Campaign).order_by(Campaign.id))]
+
+
+def set_state(store: Store, name: str, new_state: str, *, now: dt.datetime, actor: str = "") -> CampaignInfo:
+    """Move a campaign along draft → running ⇄ paused → completed/cancelled (one transaction).
+
+    Starting skips do-not-call contacts; cancelling skips every contact not yet finished (calls in
+    flight end normally and are then not retried).
+
+    Raises:
+        CampaignNotFound, CampaignError: unknown campaign or a transition that is not allowed.
+    """
+    with store.session() as s:
+        camp = s.scalar(select(Campaign).where(Campaign.name == name).with_for_update())
+        if camp is None:
+            raise CampaignNotFound(name)
+        old = camp.state
+        if new_state not in TRANSITIONS.get(old, frozenset()):
+            allowed = ", ".join(sorted(TRANSITIONS.get(old, frozenset()))) or "none"
+            raise CampaignError(f"campaign {name!r} is {old}; it cannot become {new_state} (allowed: {allowed})")
+        camp.state = new_state
+        if new_state == CampaignState.running and camp.started_at is None:
+            camp.started_at = now
+            s.execute(
+                update(CampaignContact)
+                .where(CampaignContact.campaign_id == camp.id, CampaignContact.state == ContactState.pending)
+                .values(next_attempt_at=now)
+            )
+        if new_state == CampaignState.running:
+            _skip_do_not_call(s, camp.id)
+        if new_state == CampaignState.cancelled:
+            s.execute(
+                update(CampaignContact)
+                .where(CampaignContact.campaign_id == camp.id, CampaignContact.state == ContactState.pending)
+                .values(state=ContactState.skipped, final_outcome="cancelled")
+            )
+            camp.completed_at = now
+        if new_state == CampaignState.completed:
+            camp.completed_at = now
+        audit(s, f"campaign.{new_state}", {"campaign": name, "from": old}, actor=actor, at=now)
+        return CampaignInfo.of(camp)
+
+
+def running_campaigns(store: Store, names: Sequence[str] = ()) -> list[CampaignInfo]:
+    with store.session() as s:
+        q = select(Campaign).where(Campaign.state == CampaignState.running)
+        if names:
+            q = q.where(Campaign.name.in_(list(names)))
+        return [CampaignInfo.of(c) for c in s.scalars(q.order_by(Campaign.id))]
+
+
+def _skip_do_not_call(s: Session, campaign_id: int) -> int:
+    dnc = select(Resident.id).join(DoNotCall, DoNotCall.phone == Resident.phone)
+    res = s.execute(
+        update(CampaignContact)
+        .where(
+            CampaignContact.campaign_id == campaign_id,
+            CampaignContact.state == ContactState.pending,
+            CampaignContact.resident_id.in_(dnc),
+        )
+        .values(state=ContactState.skipped, final_outcome="do_not_call", next_attempt_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(res, "rowcount", 0) or 0)
+
+
+def complete_if_done(store: Store, campaign_id: int, *, now: dt.datetime) -> bool:
+    """Skip do-not-call contacts; mark a running campaign completed when no contact is pending or dialing."""
+    with store.session() as s:
+        _skip_do_not_call(s, campaign_id)
+        busy = s.scalar(
+            select(func.count())
+            .select_from(CampaignContact)
+            .where(
+                CampaignContact.campaign_id == campaign_id,
+                CampaignContact.state.in_([ContactState.pending, ContactState.dialing]),
+            )
+        )
+        if busy:
+            return False
+        res = s.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.state == CampaignState.running)
+            .values(state=CampaignState.completed, completed_at=now)
+        )
+        if getattr(res, "rowcount", 0):
+            audit(s, "campaign.completed", {"campaign_id": campaign_id}, at=now)
+            return True
+        return False
+
+
+def next_due_at(store: Store, campaign_ids: Sequence[int]) -> dt.datetime | None:
+    """The earliest next_attempt_at of a pending contact (not on the do-not-call list) in these campaigns."""
+    if not campaign_ids:
+        return None
+    with store.session() as s:
+        return s.scalar(
+            select(func.min(CampaignContact.next_attempt_at)).where(
+                CampaignContact.campaign_id.in_(list(campaign_ids)), CampaignContact.state == ContactState.pending
+            )
+        )
+
+
+def latest_activity_at(store: Store) -> dt.datetime | None:
+    """The newest time any campaign activity was stored (a virtual clock resumes from here)."""
+    with store.session() as s:
+        times = [
+            s.scalar(select(func.max(CallAttempt.started_at))),
+            s.scalar(select(func.max(CallAttempt.ended_at))),
+            s.scalar(select(func.max(Campaign.started_at))),
+            s.scalar(select(func.max(Campaign.created_at))),
+        ]
+    found = [t for t in times if t is not None]
+    return max(found) if found else None
+
+
+# ----------------------------------------------------------------------------- claiming
+
+
+def claim_due(
+    store: Store,
+    *,
+    campaign_id: int,
+    slots: Sequence[dt.datetime],
+    local_dates: Sequence[dt.date],
+    due_by: dt.datetime,
+    worker: str,
+    history_from: int,
+) -> list[Claim]:
+    """Claim up to len(slots) due pending contacts and start one attempt for each at slots[i].
+
+    `local_dates[i]` is the campaign-local date of slots[i] (for the per-day attempt count);
+    `history_from`: attempt numbers >= this get the earlier outcomes (for the unreachable reason).
+    Contacts on the do-not-call list are never claimed. One transaction.
+    """
+    if not slots:
+        return []
+    n = len(slots)
+    with store.session() as s:
+        camp_state = s.scalar(select(Campaign.state).where(Campaign.id == campaign_id))
+        if camp_state != CampaignState.running:
+            return []
+        dnc = exists().where(DoNotCall.phone == Resident.phone)
+        due = (
+            select(CampaignContact.id)
+            .join(Resident, Resident.id == CampaignContact.resident_id)
+            .where(
+                CampaignContact.campaign_id == campaign_id,
+                CampaignContact.state == ContactState.pending,
+                CampaignContact.next_attempt_at <= due_by,
+                ~dnc,
+            )
+            .order_by(CampaignContact.next_attempt_at, CampaignContact.id)
+            .limit(n)
+        )
+        if store.dialect == "postgresql":
+            ids = list(s.scalars(due.with_for_update(skip_locked=True, of=CampaignContact)))
+            if not ids:
+                return []
+            rows = s.execute(
+                update(CampaignContact)
+                .where(CampaignContact.id.in_(ids), CampaignContact.state == ContactState.pending)
+                .values(state=ContactState.dialing, claimed_by=worker, claimed_at=due_by)
+                .returning(CampaignContact.id)
+            ).all()
+        else:
+            rows = s.execute(
+                update(CampaignContact)
+                .where(CampaignContact.id.in_(due.scalar_subquery()), CampaignContact.state == ContactState.pending)
+                .values(state=ContactState.dialing, claimed_by=worker, claimed_at=due_by)
+                .returning(CampaignContact.id)
+                .execution_options(synchronize_session=False)
+            ).all()
+        claimed = [r[0] for r in rows]
+        if not claimed:
+            return []
+        data = s.execute(
+            select(
+                CampaignContact.id, CampaignContact.resident_id, CampaignContact.attempts,
+                CampaignContact.attempts_today, CampaignContact.attempts_day, CampaignContact.last_outcome,
+                CampaignContact.next_attempt_at, Resident.name, Resident.phone, Resident.community,
+                Resident.address, Resident.national_id, Resident.arrival_date, Resident.tags,
+            )
+            .join(Resident, Resident.id == CampaignContact.resident_id)
+            .where(CampaignContact.id.in_(claimed))
+            .order_by(CampaignContact.next_attempt_at, CampaignContact.id)
+        ).all()
+        contact_updates: list[dict[str, Any]] = []
+        attempt_rows: list[dict[str, Any]] = []
+        pending: list[tuple[Any, int, int, str, dt.datetime]] = []
+        for row, slot, day in zip(data, slots, local_dates, strict=False):
+            attempts = row.attempts + 1
+            today = row.attempts_today + 1 if row.attempts_day == day else 1
+            channel_id = str(uuid.uuid4())
+            contact_updates.append({"id": row.id, "attempts": attempts, "attempts_today": today, "attempts_day": day})
+            attempt_rows.append({
+                "campaign_id": campaign_id, "contact_id": row.id, "resident_id": row.resident_id,
+                "channel_id": channel_id, "attempt_no": attempts, "worker": worker, "started_at": slot,
+                "outcome": "dialing", "turns": [],
+            })
+            pending.append((row, attempts, today, channel_id, slot))
+        s.execute(update(CampaignContact), contact_updates)
+        ids_by_channel = {
+            ch: aid for aid, ch in s.execute(
+                insert(CallAttempt).returning(CallAttempt.id, CallAttempt.channel_id, sort_by_parameter_order=True),
+                attempt_rows,
+            )
+        }
+        need_history = [row.id for row, attempts, *_ in pending if attempts >= history_from and attempts > 1]
+        history: dict[int, list[str]] = {}
+        if need_history:
+            for cid, outcome, dialog_outcome in s.execute(
+                select(CallAttempt.contact_id, CallAttempt.outcome, CallAttempt.dialog_outcome)
+                .where(CallAttempt.contact_id.in_(need_history), CallAttempt.outcome != "dialing")
+                .order_by(CallAttempt.contact_id, CallAttempt.attempt_no)
+            ):
+                shown = dialog_outcome if outcome == "answered" and dialog_outcome else outcome
+                history.setdefault(cid, []).append(shown)
+        claims = [
+            Claim(
+                contact_id=row.id, attempt_id=ids_by_channel[ch], channel_id=ch, campaign_id=campaign_id,
+                resident_id=row.resident_id, attempt_no=attempts, attempts_today=today, started_at=slot,
+                name=row.name, phone=row.phone, community=row.community, address=row.address,
+                national_id=row.national_id, arrival_date=row.arrival_date, tags=tuple(row.tags or ()),
+                last_outcome=row.last_outcome, history=tuple(history.get(row.id, ())),
+            )
+            for row, attempts, today, ch, slot in pending
+        ]
+    if log.isEnabledFor(logging.DEBUG):
+        for c in claims:
+            log.debug("claimed %s attempt %d (%s) for %s", mask_phone(c.phone), c.attempt_no, c.channel_id, worker)
+    return claims
+
+
+# ----------------------------------------------------------------------------- finishing
+
+
+def finish_attempts(store: Store, finishes: Sequence[Finish], *, worker: str) -> int:
+    """Write finished attempts in one transaction: attempt rows, screening records, escalations,
+    do-not-call entries and the contacts' next state. Attempts no longer `dialing` under this worker
+    (taken over by a recovery) are left alone. Returns how many were written."""
+    if not finishes:
+        return 0
+    with store.session() as s:
+        ids = [f.claim.attempt_id for f in finishes]
+        live: set[int] = set()
+        for i in range(0, len(ids), 1000):
+            live.update(
+                s.scalars(
+                    select(CallAttempt.id).where(
+                        CallAttempt.id.in_(ids[i : i + 1000]), CallAttempt.outcome == "dialing",
+                        CallAttempt.worker == worker,
+                    )
+                )
+            )
+        todo = [f for f in finishes if f.claim.attempt_id in live]
+        if len(todo) < len(finishes):
+            log.warning("%d finished attempts were taken over by a recovery; not written", len(finishes) - len(todo))
+        if not todo:
+            return 0
+        campaign_ids = {f.claim.campaign_id for f in todo}
+        cancelled = set(
+            s.scalars(select(Campaign.id).where(Campaign.id.in_(campaign_ids), Campaign.state == CampaignState.cancelled))
+        )
+        _write_finishes(s, todo, cancelled)
+    return len(todo)
+
+
+def _write_finishes(s: Session, todo: Sequence[Finish], cancelled: set[int]) -> None:
+    s.execute(
+        update(CallAttempt),
+        [
+            {
+                "id": f.claim.attempt_id, "outcome": f.outcome, "answered_at": f.answered_at, "ended_at": f.ended_at,
+                "dialog_outcome": f.dialog_outcome, "hangup_cause": f.cause, "duration_s": f.duration_s,
+                "turns": f.turns,
+            }
+            for f in todo
+        ],
+    )
+    with_record = [f for f in todo if f.record is not None]
+    record_ids: dict[int, int] = {}
+    if with_record:
+        rows = []
+        for f in with_record:
+            r = f.record
+            assert r is not None
+            rows.append({
+                "attempt_id": f.claim.attempt_id, "campaign_id": f.claim.campaign_id,
+                "resident_id": f.claim.resident_id, "outcome": r.outcome, "risk_level": r.risk_level,
+                "reasons": r.reasons, "answers": r.answers, "uncertain": r.uncertain,
+                "reminder_needed": r.reminder_needed, "callback_at": r.callback_at, "created_at": f.ended_at,
+            })
+        for rid, aid in s.execute(
+            insert(ScreeningRecord).returning(ScreeningRecord.id, ScreeningRecord.attempt_id, sort_by_parameter_order=True),
+            rows,
+        ):
+            record_ids[aid] = rid
+    contact_rows = []
+    for f in todo:
+        state, final = f.state, f.final_outcome
+        nxt = f.next_attempt_at if state == ContactState.pending else None
+        if state == ContactState.pending and f.claim.campaign_id in cancelled:
+            state, final, nxt = ContactState.skipped, "cancelled", None
+        contact_rows.append({
+            "id": f.claim.contact_id, "state": state, "final_outcome": final, "next_attempt_at": nxt,
+            "last_attempt_at": f.claim.started_at, "last_outcome": f.dialog_outcome or f.outcome,
+            "claimed_by": None, "claimed_at": None,
+        })
+    s.execute(update(CampaignContact), contact_rows)
+    esc_rows = [
+        {
+            "resident_id": f.claim.resident_id, "campaign_id": f.claim.campaign_id,
+            "record_id": record_ids.get(f.claim.attempt_id), "kind": e.kind, "community": f.claim.community,
+            "priority": e.priority, "status": "open", "reasons": list(e.reasons), "notes": "",
+            "due_at": e.due_at, "created_at": f.ended_at,
+        }
+        for f in todo
+        for e in f.escalations
+    ]
+    if esc_rows:
+        s.execute(insert(Escalation), esc_rows)
+    # A screening completed by the robot settles the callbacks that resident asked for in this campaign.
+    done_after_callback = [f for f in todo if f.dialog_outcome == "completed" and f.claim.attempt_no > 1]
+    if done_after_callback:
+        s.execute(
+            update(Escalation)
+            .where(
+                Escalation.resident_id.in_([f.claim.resident_id for f in done_after_callback]),
+                Escalation.campaign_id.in_({f.claim.campaign_id for f in done_after_callback}),
+                Escalation.kind == "callback_requested",
+                Escalation.status == "open",
+            )
+            .values(status="closed", result="robot_called_back", closed_at=max(f.ended_at for f in todo))
+            .execution_options(synchronize_session=False)
+        )
+    dnc = [f for f in todo if f.do_not_call]
+    for f in dnc:
+        add_do_not_call(s, f.claim.phone, reason="居民在通话中要求不再来电", source="opt_out", at=f.ended_at)
+
+
+def add_do_not_call(s: Session, phone: str, *, reason: str, source: str, at: dt.datetime) -> None:
+    """Insert a number into the do-not-call list (no error if it is there already)."""
+    values = {"phone": phone, "reason": reason, "source": source, "created_at": at}
+    dialect = s.get_bind().dialect.name
+    stmt = (pg_insert(DoNotCall) if dialect == "postgresql" else sqlite_insert(DoNotCall)).values(**values)
+    s.execute(stmt.on_conflict_do_nothing(index_elements=["phone"]))
+    audit(s, "do_not_call.add", {"phone": mask_phone(phone), "source": source}, at=at)
+
+
+def add_do_not_call_numbers(store: Store, phones: Iterable[str], *, reason: str, source: str, now: dt.datetime) -> None:
+    with store.session() as s:
+        for p in phones:
+            add_do_not_call(s, p, reason=reason, source=source, at=now)
+
+
+# ----------------------------------------------------------------------------- recovery
+
+
+def recover_claims(
+    store: Store,
+    *,
+    worker: str,
+    stale_before: dt.datetime,
+    now: dt.datetime,
+    decide: Callable[[Recovered], Finish],
+) -> int:
+    """Turn attempts left `dialing` by this worker (any age) or by any worker before `stale_before`
+    into `interrupted`, and route their contacts with `decide` (the retry policy). One transaction."""
+    with store.session() as s:
+        q = (
+            select(CampaignContact, Resident)
+            .join(Resident, Resident.id == CampaignContact.resident_id)
+            .where(
+                CampaignContact.state == ContactState.dialing,
+                or_(CampaignContact.claimed_by == worker, CampaignContact.claimed_at < stale_before),
+            )
+        )
+        if store.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True, of=CampaignContact)
+        pairs = s.execute(q).all()
+        if not pairs:
+            return 0
+        finishes: list[Finish] = []
+        for contact, res in pairs:
+            att = s.scalar(
+                select(CallAttempt)
+                .where(CallAttempt.contact_id == contact.id, CallAttempt.outcome == "dialing")
+                .order_by(CallAttempt.attempt_no.desc())
+                .limit(1)
+            )
+            history = [
+                (d if o == "answered" and d else o)
+                for o, d in s.execute(
+                    select(CallAttempt.outcome, CallAttempt.dialog_outcome)
+                    .where(CallAttempt.contact_id == contact.id, CallAttempt.outcome != "dialing")
+                    .order_by(CallAttempt.attempt_no)
+                )
+            ]
+            if att is None:  # claimed, but the attempt row is missing: cannot happen (same transaction)
+                log.error("contact %d was dialing without an attempt row; releasing it", contact.id)
+                contact.state, contact.claimed_by, contact.claimed_at = ContactState.pending, None, None
+                continue
+            claim = Claim(
+                contact_id=contact.id, attempt_id=att.id, channel_id=att.channel_id, campaign_id=contact.campaign_id,
+                resident_id=contact.resident_id, attempt_no=contact.attempts, attempts_today=contact.attempts_today,
+                started_at=att.started_at, name=res.name, phone=res.phone, community=res.community,
+                address=res.address, national_id=res.national_id, arrival_date=res.arrival_date,
+                tags=tuple(res.tags or ()), last_outcome=contact.last_outcome, history=tuple(history),
+            )
+            f = decide(Recovered(claim=claim, attempt_started_at=att.started_at))
+            att.worker = worker  # the recovering worker now owns the row, so the write below applies
+            finishes.append(f)
+        s.flush()
+        campaign_ids = {f.claim.campaign_id for f in finishes}
+        cancelled = set(
+            s.scalars(select(Campaign.id).where(Campaign.id.in_(campaign_ids), Campaign.state == CampaignState.cancelled))
+        )
+        _write_finishes(s, finishes, cancelled)
+        audit(s, "campaign.recover", {"worker": worker, "interrupted": len(finishes)}, at=now)
+    log.warning("recovered %d interrupted attempts (worker %s)", len(finishes), worker)
+    return len(finishes)
+
+
+# ----------------------------------------------------------------------------- residents (synthetic)
+
+
+def add_residents(store: Store, rows: Sequence[Mapping[str, Any]], *, now: dt.datetime) -> int:
+    """Bulk-insert residents (the demo's synthetic ones). Keys: Resident columns."""
+    with store.session() as s:
+        for i in range(0, len(rows), 5000):
+            s.execute(insert(Resident), [{"created_at": now, "updated_at": now, **r} for r in rows[i : i + 5000]])
+    return len(rows)
+
+
+# ----------------------------------------------------------------------------- status, summary
+
+
+def campaign_status(store: Store, name: str) -> dict[str, Any]:
+    """Counts for `outreach campaign status`: contacts by state and final outcome, attempts by outcome,
+    records by risk, escalations by kind."""
+    with store.session() as s:
+        camp = _campaign(s, name)
+        cid = camp.id
+        contacts = dict(
+            s.execute(
+                select(CampaignContact.state, func.count()).where(CampaignContact.campaign_id == cid)
+                .group_by(CampaignContact.state)
+            ).all()
+        )
+        finals = dict(
+            s.execute(
+                select(CampaignContact.final_outcome, func.count())
+                .where(CampaignContact.campaign_id == cid, CampaignContact.final_outcome.is_not(None))
+                .group_by(CampaignContact.final_outcome)
+            ).all()
+        )
+        attempts = dict(
+            s.execute(
+                select(CallAttempt.outcome, func.count()).where(CallAttempt.campaign_id == cid)
+                .group_by(CallAttempt.outcome)
+            ).all()
+        )
+        risks = dict(
+            s.execute(
+                select(ScreeningRecord.risk_level, func.count()).where(ScreeningRecord.campaign_id == cid)
+                .group_by(ScreeningRecord.risk_level)
+            ).all()
+        )
+        escalations = dict(
+            s.execute(
+                select(Escalation.kind, func.count()).where(Escalation.campaign_id == cid).group_by(Escalation.kind)
+            ).all()
+        )
+        nxt = s.scalar(
+            select(func.min(CampaignContact.next_attempt_at)).where(
+                CampaignContact.campaign_id == cid, CampaignContact.state == ContactState.pending
+            )
+        )
+        return {
+            "campaign": camp.name,
+            "state": camp.state,
+            "timezone": camp.timezone,
+            "created_at": camp.created_at.isoformat(),
+            "started_at": camp.started_at.isoformat() if camp.started_at else None,
+            "completed_at": camp.completed_at.isoformat() if camp.completed_at else None,
+            "next_attempt_at": nxt.isoformat() if nxt else None,
+            "contacts": {str(k): int(v) for k, v in contacts.items()},
+            "final_outcomes": {str(k): int(v) for k, v in finals.items()},
+            "attempts": {str(k): int(v) for k, v in attempts.items()},
+            "records_by_risk": {str(k): int(v) for k, v in risks.items()},
+            "escalations": {str(k): int(v) for k, v in escalations.items()},
+        }
+
+
+def campaign_summary(store: Store, campaign_id: int) -> dict[str, int]:
+    """The demo's numbers: residents, calls, answered, completed, flagged, unreachable, opted_out,
+    human_requested, reminders_needed, plus the rest of the accounting."""
+    with store.session() as s:
+        finals = Counter(
+            dict(
+                s.execute(
+                    select(CampaignContact.final_outcome, func.count())
+                    .where(CampaignContact.campaign_id == campaign_id)
+                    .group_by(CampaignContact.final_outcome)
+                ).all()
+            )
+        )
+        residents = int(
+            s.scalar(select(func.count()).select_from(CampaignContact).where(CampaignContact.campaign_id == campaign_id))
+            or 0
+        )
+        calls = int(s.scalar(select(func.count()).select_from(CallAttempt).where(CallAttempt.campaign_id == campaign_id)) or 0)
+        answered = int(
+            s.scalar(
+                select(func.count()).select_from(CallAttempt)
+                .where(CallAttempt.campaign_id == campaign_id, CallAttempt.answered_at.is_not(None))
+            ) or 0
+        )
+        flagged = int(
+            s.scalar(
+                select(func.count(func.distinct(ScreeningRecord.resident_id))).where(
+                    ScreeningRecord.campaign_id == campaign_id, ScreeningRecord.risk_level.in_(["flagged", "high"])
+                )
+            ) or 0
+        )
+        reminders = int(
+            s.scalar(
+                select(func.count(func.distinct(ScreeningRecord.resident_id))).where(
+                    ScreeningRecord.campaign_id == campaign_id, ScreeningRecord.reminder_needed.is_(True)
+                )
+            ) or 0
+        )
+        escalated = int(
+            s.scalar(
+                select(func.count(func.distinct(Escalation.resident_id))).where(Escalation.campaign_id == campaign_id)
+            ) or 0
+        )
+        max_attempts = int(
+            s.scalar(select(func.max(CampaignContact.attempts)).where(CampaignContact.campaign_id == campaign_id)) or 0
+        )
+        outside = int(
+            s.scalar(
+                select(func.count()).select_from(CampaignContact).where(
+                    CampaignContact.campaign_id == campaign_id,
+                    and_(CampaignContact.state != ContactState.done, CampaignContact.state != ContactState.skipped),
+                )
+            ) or 0
+        )
+    return {
+        "residents": residents,
+        "calls": calls,
+        "answered": answered,
+        "completed": int(finals.get("completed", 0)),
+        "flagged": flagged,
+        "unreachable": int(finals.get("unreachable", 0) + finals.get("invalid_number", 0) + finals.get("wrong_number", 0)),
+        "opted_out": int(finals.get("opted_out", 0)),
+        "human_requested": int(finals.get("human_requested", 0)),
+        "not_understood": int(finals.get("not_understood", 0)),
+        "do_not_call": int(finals.get("do_not_call", 0)),
+        "cancelled": int(finals.get("cancelled", 0)),
+        "reminders_needed": reminders,
+        "escalated_residents": escalated,
+        "max_attempts_per_resident": max_attempts,
+        "unfinished": outside,
+    }

@@ -1,0 +1,311 @@
+"""Exports of a campaign's screenings, attempts and escalations as CSV or XLSX, with Chinese column
+headers. Phones and national IDs are masked unless `unmasked=True`, which is written to the audit log.
+Times are shown in the campaign's time zone (named in the header), so calling windows can be checked.
+
+Files are written to a temporary name beside the target and renamed at the end: an export that fails
+half-way never leaves a half-written file under the requested name.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from openpyxl import Workbook
+from sqlalchemy import select
+
+from results.masking import mask_national_id, mask_phone
+from results.models import AuditLog, CallAttempt, Campaign, Escalation, Resident, ScreeningRecord
+from results.store import Store
+
+log = logging.getLogger(__name__)
+
+WHAT = ("screenings", "attempts", "escalations")
+FORMATS = ("csv", "xlsx")
+
+FIELD_LABELS = {
+    "identity_confirmed": "身份确认",
+    "has_symptoms": "有无症状",
+    "temperature": "体温（℃）",
+    "traveled": "14天内离开本市",
+    "travel_place": "去过的城市",
+    "contact_case": "接触确诊/疑似病例",
+    "second_test_done": "已做第二次核酸",
+}
+OUTCOME_LABELS = {
+    "dialing": "呼叫中", "answered": "已接听", "no_answer": "无人接听", "busy": "占线", "congestion": "关机/网络忙",
+    "failed": "呼叫失败", "invalid_number": "空号", "hung_up_early": "接听后挂断", "interrupted": "中断",
+    "completed": "完成", "callback_requested": "要求回电", "human_requested": "要求人工", "wrong_number": "打错电话",
+    "opted_out": "拒绝再呼", "no_response": "接听无应答", "not_understood": "无法识别", "hung_up": "中途挂断",
+}
+RISK_LABELS = {"none": "无", "flagged": "需关注", "high": "高风险"}
+ESCALATION_LABELS = {
+    "flagged": "风险关注", "high_risk": "高风险", "human_requested": "要求人工", "callback_requested": "要求回电",
+    "unreachable": "无法联系", "uncertain": "回答不确定",
+}
+STATUS_LABELS = {"open": "待处理", "in_progress": "处理中", "closed": "已关闭"}
+
+
+class ExportError(ValueError):
+    """The export cannot be made; the message names the campaign, option or file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    title: str
+    headers: list[str]
+    rows: Iterable[Sequence[Any]]
+
+
+def _fmt_time(value: dt.datetime | None, tz: ZoneInfo) -> str:
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _fmt_value(value: Any) -> str:
+    if value is True:
+        return "是"
+    if value is False:
+        return "否"
+    if value is None:
+        return ""
+    if value == "family":
+        return "家属代答"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, list):
+        return "、".join(str(v) for v in value)
+    return str(value)
+
+
+def _campaign(store: Store, name: str) -> tuple[int, ZoneInfo]:
+    with store.session() as s:
+        row = s.execute(select(Campaign.id, Campaign.timezone).where(Campaign.name == name)).first()
+    if row is None:
+        raise ExportError(f"no campaign named {name!r}")
+    return int(row[0]), ZoneInfo(row[1])
+
+
+def _phone(p: str | None, unmasked: bool) -> str:
+    return (p or "") if unmasked else mask_phone(p)
+
+
+def _nid(p: str | None, unmasked: bool) -> str:
+    return (p or "") if unmasked else mask_national_id(p)
+
+
+def screenings_table(store: Store, campaign_id: int, tz: ZoneInfo, *, unmasked: bool = False) -> Table:
+    with store.session() as s:
+        seen: dict[str, None] = dict.fromkeys(FIELD_LABELS)
+        extra: dict[str, None] = {}
+        for (answers,) in s.execute(select(ScreeningRecord.answers).where(ScreeningRecord.campaign_id == campaign_id)):
+            for k in answers or {}:
+                if k not in seen:
+                    extra[k] = None
+    fields = [*FIELD_LABELS, *sorted(extra)]
+    tzname = tz.key
+    headers = ["记录编号", "姓名", "手机号", "身份证号", "社区", "地址", f"通话时间（{tzname}）", "第几次呼叫",
+               "对话结果", "风险等级", "风险原因", *[FIELD_LABELS.get(f, f) for f in fields], "回答不确定项",
+               "需提醒第二次核酸", "约定回电时间"]
+
+    def rows() -> Iterator[list[Any]]:
+        with store.session() as s:
+            q = (
+                select(ScreeningRecord, Resident, CallAttempt.started_at, CallAttempt.attempt_no)
+                .join(Resident, Resident.id == ScreeningRecord.resident_id)
+                .join(CallAttempt, CallAttempt.id == ScreeningRecord.attempt_id)
+                .where(ScreeningRecord.campaign_id == campaign_id)
+                .order_by(ScreeningRecord.id)
+                .execution_options(yield_per=2000)
+            )
+            for rec, res, started, attempt_no in s.execute(q):
+                answers = rec.answers or {}
+                yield [
+                    rec.id, res.name, _phone(res.phone, unmasked), _nid(res.national_id, unmasked), res.community,
+                    res.address, _fmt_time(started, tz), attempt_no, OUTCOME_LABELS.get(rec.outcome, rec.outcome),
+                    RISK_LABELS.get(rec.risk_level, rec.risk_level), "；".join(rec.reasons or []),
+                    *[
+                        _fmt_value(answers[f].get("value")) + ("（不确定）" if answers[f].get("uncertain") else "")
+                        if f in answers else ""
+                        for f in fields
+                    ],
+                    "、".join(FIELD_LABELS.get(u, u) for u in rec.uncertain or []),
+                    "是" if rec.reminder_needed else "否", _fmt_time(rec.callback_at, tz),
+                ]
+
+    return Table("筛查记录", headers, rows())
+
+
+def attempts_table(store: Store, campaign_id: int, tz: ZoneInfo, *, unmasked: bool = False) -> Table:
+    tzname = tz.key
+    headers = ["呼叫编号", "通道编号", "姓名", "手机号", "社区", "第几次呼叫", f"开始时间（{tzname}）",
+               f"接听时间（{tzname}）", f"结束时间（{tzname}）", "时长（秒）", "呼叫结果", "对话结果", "挂断原因", "工作节点"]
+
+    def rows() -> Iterator[list[Any]]:
+        with store.session() as s:
+            q = (
+                select(CallAttempt, Resident.name, Resident.phone, Resident.community)
+                .join(Resident, Resident.id == CallAttempt.resident_id)
+                .where(CallAttempt.campaign_id == campaign_id)
+                .order_by(CallAttempt.started_at, CallAttempt.id)
+                .execution_options(yield_per=5000)
+            )
+            for a, name, phone, community in s.execute(q):
+                yield [
+                    a.id, a.channel_id, name, _phone(phone, unmasked), community, a.attempt_no,
+                    _fmt_time(a.started_at, tz), _fmt_time(a.answered_at, tz), _fmt_time(a.ended_at, tz),
+                    "" if a.duration_s is None else f"{a.duration_s:.1f}", OUTCOME_LABELS.get(a.outcome, a.outcome),
+                    OUTCOME_LABELS.get(a.dialog_outcome or "", a.dialog_outcome or ""), a.hangup_cause or "", a.worker,
+                ]
+
+    return Table("呼叫记录", headers, rows())
+
+
+ESCALATION_HEADERS = ["编号", "类型", "优先级", "状态", "社区", "姓名", "手机号", "身份证号", "地址", "原因",
+                      "约定/截止时间", "创建时间", "筛查记录编号"]
+
+
+def _escalation_rows(store: Store, campaign_id: int, tz: ZoneInfo, unmasked: bool,
+                     community: str | None = None) -> Iterator[list[Any]]:
+    with store.session() as s:
+        q = (
+            select(Escalation, Resident)
+            .join(Resident, Resident.id == Escalation.resident_id)
+            .where(Escalation.campaign_id == campaign_id)
+            .order_by(Escalation.community, Escalation.priority, Escalation.id)
+        )
+        if community is not None:
+            q = q.where(Escalation.community == community)
+        for e, res in s.execute(q):
+            yield [
+                e.id, ESCALATION_LABELS.get(e.kind, e.kind), e.priority, STATUS_LABELS.get(e.status, e.status),
+                e.community, res.name, _phone(res.phone, unmasked), _nid(res.national_id, unmasked), res.address,
+                "；".join(e.reasons or []), _fmt_time(e.due_at, tz), _fmt_time(e.created_at, tz), e.record_id or "",
+            ]
+
+
+def escalation_tables(store: Store, campaign_id: int, tz: ZoneInfo, *, unmasked: bool = False,
+                      per_community: bool = True) -> list[Table]:
+    """Escalations, one table per community (XLSX sheets) or one table with every community."""
+    if not per_community:
+        return [Table("上报名单", ESCALATION_HEADERS, _escalation_rows(store, campaign_id, tz, unmasked))]
+    with store.session() as s:
+        communities = sorted(
+            {c for (c,) in s.execute(select(Escalation.community).where(Escalation.campaign_id == campaign_id))}
+        )
+    if not communities:
+        return [Table("上报名单", ESCALATION_HEADERS, [])]
+    return [
+        Table(c or "未填社区", ESCALATION_HEADERS, _escalation_rows(store, campaign_id, tz, unmasked, c))
+        for c in communities
+    ]
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+def _atomic_target(out: Path) -> tuple[Path, Path]:
+    out = out.expanduser()
+    if out.exists() and out.is_dir():
+        raise ExportError(f"--out {out} is a directory; give a file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    os.close(fd)
+    return out, Path(tmp)
+
+
+def write_csv(out: Path, table: Table) -> int:
+    """UTF-8 with a BOM, so Excel opens the Chinese headers correctly."""
+    out, tmp = _atomic_target(out)
+    n = 0
+    try:
+        with tmp.open("w", encoding="utf-8-sig", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(table.headers)
+            for row in table.rows:
+                w.writerow(row)
+                n += 1
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n
+
+
+_BAD_SHEET = re.compile(r"[\[\]:*?/\\]")
+
+
+def _sheet_name(title: str, used: set[str]) -> str:
+    base = _BAD_SHEET.sub("_", title)[:31] or "Sheet"
+    name, i = base, 2
+    while name in used:
+        suffix = f"_{i}"
+        name, i = base[: 31 - len(suffix)] + suffix, i + 1
+    used.add(name)
+    return name
+
+
+def write_xlsx(out: Path, tables: Sequence[Table]) -> int:
+    out, tmp = _atomic_target(out)
+    n = 0
+    try:
+        wb = Workbook(write_only=True)
+        used: set[str] = set()
+        for t in tables:
+            ws = wb.create_sheet(_sheet_name(t.title, used))
+            ws.append(t.headers)
+            for row in t.rows:
+                ws.append(list(row))
+                n += 1
+        wb.save(tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n
+
+
+def export(
+    store: Store,
+    *,
+    campaign: str,
+    what: str,
+    fmt: str,
+    out: Path,
+    unmasked: bool = False,
+    actor: str = "",
+) -> int:
+    """Write one export file; returns the number of data rows.
+
+    Raises:
+        ExportError: unknown campaign, `what` or format, or an unusable output path.
+    """
+    if what not in WHAT:
+        raise ExportError(f"--what {what!r}: choose one of {', '.join(WHAT)}")
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    campaign_id, tz = _campaign(store, campaign)
+    if what == "screenings":
+        tables = [screenings_table(store, campaign_id, tz, unmasked=unmasked)]
+    elif what == "attempts":
+        tables = [attempts_table(store, campaign_id, tz, unmasked=unmasked)]
+    else:
+        tables = escalation_tables(store, campaign_id, tz, unmasked=unmasked, per_community=fmt == "xlsx")
+    try:
+        n = write_csv(out, tables[0]) if fmt == "csv" else write_xlsx(out, tables)
+    except OSError as exc:
+        raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    if unmasked:
+        with store.session() as s:
+            s.add(AuditLog(
+                action="export.unmasked", actor=actor or os.environ.get("USER", ""),
+                details={"campaign": campaign, "what": what, "format": fmt, "file": str(out), "rows": n},
+            ))
+    log.info("exported %d %s rows of campaign %s to %s", n, what, campaign, out)
+    return n

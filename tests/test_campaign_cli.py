@@ -1,0 +1,162 @@
+"""`outreach campaign ...`, `outreach run --virtual-time` and `outreach demo` through the real CLI."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from campaigns.synthetic import synthetic_residents
+from campaigns.windows import CallingWindows
+from outreach.cli import app
+from results import campaigns as db
+from results.models import CallAttempt
+from results.store import Store
+from tests.test_campaign_engine import START
+
+SH = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    u = f"sqlite:///{tmp_path / 'store.db'}"
+    store = Store(u)
+    db.add_residents(store, synthetic_residents(60, seed=41), now=START)
+    store.close()
+    return u
+
+
+def cli(url: str, *args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(app, ["--db", url, *args])
+    return res.exit_code, res.output
+
+
+def test_create_start_pause_resume_status_and_run(url: str) -> None:
+    code, out = cli(url, "campaign", "create", "c1", "--community", "东湖社区", "--window", "daily=09:00-12:00",
+                    "--window", "sun=", "--holiday", "2026-11-24", "--max-concurrent", "4", "--cps", "1",
+                    "--max-attempts", "3")
+    assert code == 0, out
+    assert "created campaign 'c1' (draft) with" in out
+    info = db.get_campaign(Store(url), "c1")
+    assert info.windows == {"daily": ["09:00-12:00"], "sun": []}
+    assert info.holidays == ["2026-11-24"]
+    assert info.pacing == {"max_concurrent_calls": 4, "calls_per_second": 1.0}
+    assert info.retry_policy["max_attempts_total"] == 3 and info.retry_policy["max_attempts_per_day"] == 3
+    assert info.script_sha256
+
+    assert cli(url, "campaign", "start", "c1") == (0, "campaign 'c1' is running\n")
+    assert cli(url, "campaign", "pause", "c1") == (0, "campaign 'c1' is paused\n")
+    code, out = cli(url, "campaign", "pause", "c1")
+    assert code == 2 and "is paused; it cannot become paused" in out
+    assert cli(url, "campaign", "resume", "c1")[0] == 0
+
+    code, out = cli(url, "run", "--virtual-time", "--start", "2026-11-23T08:00+08:00")
+    assert code == 0, out
+    assert "completed campaigns: c1" in out
+    code, out = cli(url, "campaign", "status", "c1", "--json")
+    st = json.loads(out)
+    assert st["state"] == "completed"
+    assert set(st["contacts"]) == {"done"}
+    assert sum(st["attempts"].values()) >= sum(st["contacts"].values())
+    code, out = cli(url, "campaign", "status")
+    assert code == 0 and out.startswith("c1\tcompleted")
+    # nothing was dialled on the holiday or on the afternoon
+    store = Store(url)
+    with store.session() as s:
+        starts = list(s.scalars(select(CallAttempt.started_at)))
+    store.close()
+    w = CallingWindows.parse({"daily": ["09:00-12:00"], "sun": []}, ["2026-11-24"])
+    assert starts and all(w.is_open(t) for t in starts)
+    assert not [t for t in starts if t.astimezone(SH).date() == dt.date(2026, 11, 24)]
+
+
+def test_cancel_from_the_cli(url: str) -> None:
+    assert cli(url, "campaign", "create", "c2")[0] == 0
+    assert cli(url, "campaign", "start", "c2")[0] == 0
+    assert cli(url, "campaign", "cancel", "c2") == (0, "campaign 'c2' is cancelled\n")
+    st = json.loads(cli(url, "campaign", "status", "c2", "--json")[1])
+    assert st["contacts"] == {"skipped": 60} and st["final_outcomes"] == {"cancelled": 60}
+    code, out = cli(url, "campaign", "resume", "c2")
+    assert code == 2 and "is cancelled; it cannot become running" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--window", "daily=9-12"], "windows.daily[0]: '9-12' is not a range HH:MM-HH:MM"),
+        (["--window", "weekday=09:00-10:00"], "unknown key 'weekday'"),
+        (["--window", "09:00-10:00"], "use DAY=HH:MM-HH:MM"),
+        (["--holiday", "2026-02-30"], "holidays[0]: '2026-02-30' is not a date"),
+        (["--timezone", "Asia/Beijing"], "unknown time zone 'Asia/Beijing'"),
+        (["--community", "火星社区"], "no resident matches"),
+        (["--script", "missing.yaml"], "missing.yaml"),
+    ],
+)
+def test_bad_campaign_input_exits_2_with_a_clear_message(url: str, args: list[str], message: str) -> None:
+    code, out = cli(url, "campaign", "create", "bad", *args)
+    assert code == 2, out
+    assert message in out
+
+
+def test_unknown_campaign_and_duplicate_names(url: str) -> None:
+    code, out = cli(url, "campaign", "start", "ghost")
+    assert code == 2 and "no campaign named 'ghost'" in out
+    assert cli(url, "campaign", "create", "c3")[0] == 0
+    code, out = cli(url, "campaign", "create", "c3")
+    assert code == 2 and "already exists" in out
+    code, out = cli(url, "campaign", "status", "ghost")
+    assert code == 2 and "no campaign named 'ghost'" in out
+
+
+def test_demo_json_is_one_object_and_every_resident_is_accounted_for(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    demo_dir = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "outreach", "demo", "--residents", "80", "--seed", "5", "--dir", str(demo_dir), "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)  # exactly one JSON object: anything else would not parse
+    assert proc.stdout.strip().count("\n") == 0
+    for key in ("residents", "calls", "answered", "completed", "flagged", "unreachable", "opted_out",
+                "human_requested", "reminders_needed", "wall_s"):
+        assert isinstance(summary[key], int | float), key
+    assert summary["residents"] == 80 and summary["unfinished"] == 0
+    assert summary["campaign_state"] == "completed"
+    accounted = (summary["completed"] + summary["unreachable"] + summary["opted_out"] + summary["human_requested"]
+                 + summary["not_understood"] + summary["do_not_call"])
+    assert accounted == 80
+    assert summary["max_attempts_per_resident"] <= 5
+    out = demo_dir / "out"
+    assert {p.name for p in out.iterdir()} == {"screenings.xlsx", "attempts.csv", "escalations.xlsx"}
+    rows = list(csv.reader((out / "attempts.csv").read_text(encoding="utf-8-sig").splitlines()))
+    assert len(rows) - 1 == summary["calls"]
+    w = CallingWindows.parse({"daily": ["09:00-12:00", "14:00-20:00"]})
+    for row in rows[1:]:
+        assert w.is_open(dt.datetime.strptime(row[6], "%Y-%m-%d %H:%M:%S").replace(tzinfo=SH)), row
+    wb = load_workbook(out / "escalations.xlsx", read_only=True)
+    assert len(wb.sheetnames) >= 2 and all(name.endswith("社区") for name in wb.sheetnames)
+    # the same seed gives the same campaign
+    again = subprocess.run(
+        [sys.executable, "-m", "outreach", "demo", "--residents", "80", "--seed", "5", "--dir", str(demo_dir), "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    second = json.loads(again.stdout)
+    assert {k: v for k, v in second.items() if k != "wall_s"} == {k: v for k, v in summary.items() if k != "wall_s"}
+
+
+def test_run_refuses_an_unavailable_backend(url: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("telephony:\n  backend: asterisk\n", encoding="utf-8")
+    res = CliRunner().invoke(app, ["--config", str(cfg), "--db", url, "run", "--virtual-time"])
+    assert res.exit_code == 2 and "not available in this build" in res.output

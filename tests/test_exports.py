@@ -1,0 +1,150 @@
+"""Exports: Chinese headers, masking, --unmasked in the audit log, times in the campaign's time zone,
+escalations one sheet per community, no half-written files. Through the real CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from campaigns.clock import VirtualClock
+from campaigns.windows import CallingWindows
+from outreach.cli import app
+from results import campaigns as db
+from results import exports
+from results.models import AuditLog, Escalation, Resident
+from results.store import Store
+from tests.test_campaign_engine import START, engine, make_campaign
+
+SH = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One finished campaign 'c1' in a SQLite store, shared by the tests of this module."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('exports') / 'store.db'}"
+    store = Store(url)
+    make_campaign(store, n=70, seed=12)
+    db.set_state(store, "c1", "running", now=START)
+    asyncio.run(engine(store, VirtualClock(START)).run_virtual())
+    store.close()
+    return url
+
+
+def cli(url: str, *args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(app, ["--db", url, *args])
+    return res.exit_code, res.output
+
+
+def test_attempts_csv_has_chinese_headers_masked_phones_and_local_times(finished: str, tmp_path: Path) -> None:
+    out = tmp_path / "attempts.csv"
+    code, text = cli(finished, "results", "export", "--campaign", "c1", "--what", "attempts", "--format", "csv",
+                     "--out", str(out))
+    assert code == 0, text
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # BOM: Excel reads UTF-8
+    rows = list(csv.reader(out.read_text(encoding="utf-8-sig").splitlines()))
+    header, data = rows[0], rows[1:]
+    assert header[:7] == ["呼叫编号", "通道编号", "姓名", "手机号", "社区", "第几次呼叫", "开始时间（Asia/Shanghai）"]
+    assert f"wrote {len(data)} attempts rows" in text
+    store = Store(finished)
+    with store.session() as s:
+        phones = set(s.scalars(select(Resident.phone)))
+    store.close()
+    windows = CallingWindows.parse({"daily": ["09:00-12:00", "14:00-20:00"]})
+    for row in data:
+        assert "****" in row[3] and row[3] not in phones
+        started = dt.datetime.strptime(row[6], "%Y-%m-%d %H:%M:%S").replace(tzinfo=SH)
+        assert windows.is_open(started), row  # windows can be checked from the export
+        assert row[10] in exports.OUTCOME_LABELS.values()
+
+
+def test_unmasked_export_is_audited(finished: str, tmp_path: Path) -> None:
+    out = tmp_path / "s.xlsx"
+    code, text = cli(finished, "results", "export", "--campaign", "c1", "--what", "screenings", "--format", "xlsx",
+                     "--out", str(out), "--unmasked")
+    assert code == 0, text
+    ws = load_workbook(out, read_only=True)["筛查记录"]
+    rows = list(ws.iter_rows(values_only=True))
+    header = rows[0]
+    assert header[:4] == ("记录编号", "姓名", "手机号", "身份证号")
+    assert "体温（℃）" in header and "风险等级" in header and "需提醒第二次核酸" in header
+    assert rows[1][2].startswith("+86") and "****" not in rows[1][2]
+    assert len(rows[1][3]) == 18
+    store = Store(finished)
+    with store.session() as s:
+        audit = list(s.scalars(select(AuditLog).where(AuditLog.action == "export.unmasked")))
+    store.close()
+    assert audit and audit[-1].details["what"] == "screenings" and audit[-1].details["file"] == str(out)
+
+
+def test_masked_screenings_hide_ids(finished: str, tmp_path: Path) -> None:
+    out = tmp_path / "s.csv"
+    code, _ = cli(finished, "results", "export", "--campaign", "c1", "--what", "screenings", "--format", "csv",
+                  "--out", str(out))
+    assert code == 0
+    rows = list(csv.reader(out.read_text(encoding="utf-8-sig").splitlines()))
+    risk_col = rows[0].index("风险等级")
+    assert all("****" in r[2] and "*" in r[3] for r in rows[1:])
+    assert {r[risk_col] for r in rows[1:]} <= {"无", "需关注", "高风险"}
+
+
+def test_escalations_xlsx_has_one_sheet_per_community(finished: str, tmp_path: Path) -> None:
+    out = tmp_path / "e.xlsx"
+    code, text = cli(finished, "results", "export", "--campaign", "c1", "--what", "escalations", "--format", "xlsx",
+                     "--out", str(out))
+    assert code == 0, text
+    store = Store(finished)
+    with store.session() as s:
+        by_comm: dict[str, int] = {}
+        for (c,) in s.execute(select(Escalation.community)):
+            by_comm[c] = by_comm.get(c, 0) + 1
+    store.close()
+    wb = load_workbook(out, read_only=True)
+    assert sorted(wb.sheetnames) == sorted(by_comm)
+    for name in wb.sheetnames:
+        rows = list(wb[name].iter_rows(values_only=True))
+        assert rows[0][:4] == ("编号", "类型", "优先级", "状态")
+        assert len(rows) - 1 == by_comm[name]
+        assert all(r[4] == name for r in rows[1:])
+        assert {r[1] for r in rows[1:]} <= set(exports.ESCALATION_LABELS.values())
+
+
+def test_bad_options_exit_2_and_leave_no_file(finished: str, tmp_path: Path) -> None:
+    out = tmp_path / "x.csv"
+    code, text = cli(finished, "results", "export", "--campaign", "nope", "--what", "attempts", "--format", "csv",
+                     "--out", str(out))
+    assert code == 2 and "no campaign named 'nope'" in text
+    code, text = cli(finished, "results", "export", "--campaign", "c1", "--what", "calls", "--format", "csv",
+                     "--out", str(out))
+    assert code == 2 and "--what 'calls'" in text
+    code, text = cli(finished, "results", "export", "--campaign", "c1", "--what", "attempts", "--format", "pdf",
+                     "--out", str(out))
+    assert code == 2 and "--format 'pdf'" in text
+    code, text = cli(finished, "results", "export", "--campaign", "c1", "--what", "attempts", "--format", "csv",
+                     "--out", str(tmp_path))
+    assert code == 2 and "is a directory" in text
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_a_failing_export_keeps_the_previous_file(finished: str, tmp_path: Path) -> None:
+    out = tmp_path / "a.csv"
+    out.write_text("previous", encoding="utf-8")
+
+    def broken() -> Iterator[list[str]]:
+        yield ["1"]
+        raise RuntimeError("database went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        exports.write_csv(out, exports.Table("t", ["h"], broken()))
+    assert out.read_text(encoding="utf-8") == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]

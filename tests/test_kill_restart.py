@@ -1,0 +1,117 @@
+"""kill -9 of a real `outreach run` subprocess at random points, several times, then a restart to the end:
+no attempt is dialled twice, in-flight attempts become `interrupted` and are retried per policy, no record
+is lost, every resident is accounted for."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from sqlalchemy import select
+
+from campaigns.windows import CallingWindows
+from results import campaigns as db
+from results.models import CallAttempt, CampaignContact, ScreeningRecord
+from results.store import Store
+from tests.conftest import ROOT
+from tests.test_campaign_engine import START, make_campaign
+
+KILLS = 4
+
+
+def dial_lines(log: Path) -> list[str]:
+    if not log.exists():
+        return []
+    return [line for line in log.read_text(encoding="utf-8").splitlines() if line.count("\t") == 2]
+
+
+def start_run(url: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "outreach", "--db", url, "run", "--virtual-time", "--worker", "w1",
+         "--dial-log", str(log)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+
+
+def test_kill_9_at_random_points_then_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    log = tmp_path / "carrier.log"
+    store = Store(url)
+    info = make_campaign(store, n=300, seed=21, pacing={"max_concurrent_calls": 20, "calls_per_second": 2.0})
+    db.set_state(store, "c1", "running", now=START)
+    store.close()
+
+    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+    plan = [(rng.randint(10, 90), rng.uniform(0.0, 0.05)) for _ in range(KILLS)]
+    kills = 0
+    for more_dials, extra_s in plan:
+        before = len(dial_lines(log))
+        proc = start_run(url, log)
+        deadline = time.monotonic() + 60
+        while len(dial_lines(log)) < before + more_dials and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(extra_s)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=30)
+        assert proc.returncode in (0, -signal.SIGKILL), (proc.returncode, proc.stderr.read() if proc.stderr else b"")
+    assert kills >= 3, f"the campaign ended before the kills could happen: plan {plan}"
+
+    final = start_run(url, log)
+    _, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err.decode()
+    assert b"interrupted attempts recovered" in err
+
+    store = Store(url)
+    with store.session() as s:
+        attempts = list(s.scalars(select(CallAttempt).order_by(CallAttempt.contact_id, CallAttempt.attempt_no)))
+        contacts = list(s.scalars(select(CampaignContact)))
+        records = list(s.scalars(select(ScreeningRecord)))
+    camp = db.get_campaign(store, "c1")
+    store.close()
+    ctx = f"kill plan {plan}"
+
+    # no attempt dialled twice; nothing dialled without its attempt row committed first
+    dialled = [line.split("\t")[0] for line in dial_lines(log)]
+    assert len(dialled) == len(set(dialled)), ctx
+    by_channel = {a.channel_id: a for a in attempts}
+    assert set(dialled) <= set(by_channel), ctx
+    # every attempt that finished normally was dialled; in-flight ones became interrupted
+    assert all(a.outcome != "dialing" for a in attempts), ctx
+    interrupted = [a for a in attempts if a.outcome == "interrupted"]
+    assert interrupted, ctx
+    assert {a.channel_id for a in attempts if a.outcome != "interrupted"} <= set(dialled), ctx
+    # interrupted attempts are retried per policy (600 s later) unless the contact was exhausted
+    per_contact: dict[int, list[CallAttempt]] = defaultdict(list)
+    for a in attempts:
+        per_contact[a.contact_id].append(a)
+    final_of = {c.id: c.final_outcome for c in contacts}
+    for a in interrupted:
+        later = [b for b in per_contact[a.contact_id] if b.attempt_no == a.attempt_no + 1]
+        assert a.ended_at is not None
+        if later:
+            assert later[0].started_at >= a.ended_at + dt.timedelta(seconds=600), ctx
+        else:
+            assert final_of[a.contact_id] == "unreachable" or a.attempt_no == 5, ctx
+    # no record lost: every answered attempt has exactly its record
+    answered = {a.id for a in attempts if a.answered_at is not None}
+    assert {r.attempt_id for r in records} == answered, ctx
+    # everyone accounted for, within the limits and the windows
+    assert camp.state == "completed", ctx
+    assert all(c.state == "done" and c.final_outcome for c in contacts), ctx
+    windows = CallingWindows.parse(info.windows, info.holidays, info.timezone)
+    for items in per_contact.values():
+        assert len(items) <= 5
+        assert [a.attempt_no for a in items] == list(range(1, len(items) + 1)), ctx
+        for prev, nxt in zip(items, items[1:], strict=False):
+            assert prev.ended_at is not None and nxt.started_at >= prev.ended_at, ctx
+    assert all(windows.is_open(a.started_at) for a in attempts), ctx
