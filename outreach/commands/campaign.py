@@ -187,9 +187,39 @@ def _transition(ctx: typer.Context, name: str, state: str) -> db.CampaignInfo:
         raise  # unreachable: fail() exits
 
 
+def _require_prompts(ctx: typer.Context, name: str) -> None:
+    """On a voice backend, refuse to (re)start a campaign whose script prompts are not in the TTS cache.
+
+    The simulated network talks in text, so it needs no audio. Prompts templated with contact fields
+    ({name}) are rendered per contact in batch before their calls; the fixed ones must be rendered
+    beforehand (`outreach prompts render --script FILE`) unless tts.fallback_offline allows espeak-ng.
+    """
+    app_ctx = get_ctx(ctx)
+    cfg = app_ctx.config()
+    if cfg.telephony.backend == "simulated":
+        return
+    from dialogs.script import ScriptError, load_script
+    from tts.cache import PromptMissingError, require_prompts, static_prompts
+
+    try:
+        info = db.get_campaign(app_ctx.store(), name)
+        script = load_script(resolve_script(info.script_path))
+    except db.CampaignError as exc:
+        fail(str(exc))
+        return
+    except ScriptError as exc:
+        fail(f"campaign {name!r}: {exc}")
+        return
+    try:
+        require_prompts(cfg.tts, static_prompts(script))
+    except PromptMissingError as exc:
+        fail(f"campaign {name!r} cannot start: {exc}")
+
+
 @app.command("start")
 def start(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Start a draft campaign (calls begin when `outreach run` is running and a window is open)."""
+    _require_prompts(ctx, name)
     _transition(ctx, name, "running")
     print(f"campaign {name!r} is running")
 
@@ -204,6 +234,7 @@ def pause(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 @app.command("resume")
 def resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Resume a paused campaign."""
+    _require_prompts(ctx, name)
     _transition(ctx, name, "running")
     print(f"campaign {name!r} is running")
 
