@@ -54,6 +54,8 @@ _HOMOPHONES = {
     "米有": "没有",
     "每有": "没有",
     "眉有": "没有",
+    "煤油": "没有",
+    "没油": "没有",
     "没友": "没有",
     "没又": "没有",
     "没得": "没有",
@@ -144,22 +146,32 @@ _OPT_OUT_RE = re.compile(
     r"|(?:别|不要|不用|甭|莫|勿|不许|不准|少)(?P<rep>再|老|总|总是|老是|一直|天天|每天|成天|又)?"
     r"(?:给我|跟我|往我这|对我|找我)?(?:打|拨|来电|骚扰|打电话|打来|联系|烦|问)(?!针|疫苗|球|牌|车|工|扰民|错)"
     r"|(?P<kw>骚扰|拉黑|黑名单|投诉|举报|烦死|烦不烦|有完没完|滚|神经病|退订|再打我就|再打就|"
-    r"诈骗|骗子|骗人|把我.{0,8}(?:删|去掉|移除)|从名单.{0,3}(?:删|去掉)|删(?:掉|除)?(?:我的)?(?:号码|电话)|(?:号码|电话)(?:给我)?删|不想接(?:你们)?(?:的)?电话|不接受(?:调查|回访)|拒绝(?:回答|接听|调查)?)"
+    r"把我.{0,8}(?:删|去掉|移除)|从名单.{0,3}(?:删|去掉)|删(?:掉|除)?(?:我的)?(?:号码|电话)|(?:号码|电话)(?:给我)?删|不想接(?:你们)?(?:的)?电话|不接受(?:调查|回访)|拒绝(?:回答|接听|调查)?)"
+)
+# Common surnames, to tell "我不是张伟" (a name: wrong number) from "我不是很清楚".
+_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪"
+    "范金石廖贾夏韦付傅方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤欧阳司诸葛上官"
 )
 _WRONG_RE = re.compile(
+    f"我不姓|我不是[{_SURNAMES}][\u4e00-\u9fff]{{1,2}}(?=[，?]|$)|(?:没有|没)[\u4e00-\u9fff]{{2,4}}?这(?:个|么个)?人|"
     r"打错|拨错|错号|号码错|号错|搞错人|找错人|找错了|认错人|不是我的?(?:号码|电话|手机)|"
     r"我不是(?:他|她|它|本人|你说的|你要找的|你们要找的|这个人)|(?<!有)(?:没有|没|无)(?:这|此|这个|这么个|那个|叫这个名字的?)(?:人|号)|"
-    r"查无此人|不认识(?:他|她|这个人|这人|你说的|此人|叫)|这里没有(?:叫|这个|这么)|不是(?:他|她)的?(?:号码|电话|手机)|"
+    r"查无此人|不认识(?!什么|啥|任何|确诊|疑似|病|阳性|密接|感染|外地)|这里没有(?:叫|这个|这么)|不是(?:他|她|[\u4e00-\u9fff]{2,3}?)的?(?:号码|电话|手机)|"
     r"(?:我)?不叫(?:这个|这|你说的)|没有?叫(?:这个|这|你说的)?名字|没(?:有)?这个名字|新号码|新办的|新号|刚办的|号码是新|号码(?:换|转)(?:了)?人|换号了|我刚换的号|不是这个人"
 )
 _FAMILY_RE = re.compile(
-    r"(?:我是(?:他|她)?的?|(?:他|她)是我的?)(?:爸爸|爸|妈妈|妈|父亲|母亲|老婆|老公|爱人|媳妇|丈夫|妻子|儿子|女儿|闺女|儿媳|女婿|孙子|孙女|"
+    r"(?:我是(?:他|她)?的?|(?:他|她|[\u4e00-\u9fff]{1,3}?)?是我的?)(?:爸爸|爸|妈妈|妈|父亲|母亲|老婆|老公|爱人|媳妇|丈夫|妻子|儿子|女儿|闺女|儿媳|女婿|孙子|孙女|"
     r"爷爷|奶奶|外婆|外公|姥姥|姥爷|哥|姐|弟|妹|家人|家属|亲戚|对象|舅|姑|姨|叔|婶|伯|邻居|同事|朋友|室友|房东|保姆|同学|领导|老板)"
 )
 # Someone else answered for the resident: 他不在 / 她出去了 / 他在上班.
-_OTHER_PERSON_RE = re.compile(r"^(?:他|她)(?:现在|人)?(?:不在|出去|出门|没在|在睡|睡|去上班|上班去|住院|不方便接)")
+_OTHER_PERSON_RE = re.compile(
+    r"^(?:他|她)(?:现在|人|正)?(?:不在|出去|出门|没在|在睡|睡|去上班|上班去|在上班|上班了|在外地|在忙|在开会|住院|不方便接)"
+)
 _HUMAN_RE = re.compile(
-    r"人工|真人|活人|客服|坐席|接线员|转人|"
+    # Suspecting fraud (诈骗/骗子) is routed to a human: a community worker can establish trust and
+    # still screen the resident, where an opt-out would lose them for good.
+    r"诈骗|骗子|骗人|人工|真人|活人|客服|坐席|接线员|转人|"
     r"(?:我要|我想|让|叫|给我找|给我转|帮我转|要求|换个?)(?:跟|和|找|转|换)?(?:个|一个|你们)?"
     r"(?:人|工作人员|领导|负责人|医生|大夫|护士|你们领导|社区的?人?|居委会|真的人)(?:说|讲|聊|通话|对话|沟通|来|接)?"
     r"|(?:跟|和|找)(?:真人|工作人员|你们领导|负责人|医生|大夫)|找(?:个|一个)人|(?:转|换)(?:个|一个)(?:真)?人|"
@@ -169,7 +181,7 @@ _BUSY_RE = re.compile(
     r"(?<![不帮没])忙|开车|开着车|开会|上班呢|在上班|上着班|在外面|在路上|没空|没时间(?![去做测])|不方便|不太方便|不是很方便|"
     r"(?<!没)有事(?!吗|儿吗|情吗)|(?:等|过|晚)(?:一)?(?:会|会儿|下|点|些|阵|阵子)(?:儿)?(?:再)?(?:打|说|联系|聊|来电)|"
     r"回头(?:再)?(?:说|打|聊|联系)|改天|下次(?:再)?(?:打|说)|再打过来|打过来|回电|稍后|在吃饭|吃饭呢|在睡觉|睡觉呢|"
-    r"在做饭|带孩子|干活|在工地|在开|在忙|正忙|在医院|在地里|在厂里|在车上|现在不行|不太好说话|不能说话|说话不方便"
+    r"在做饭|带孩子|干活|在工地|在开|在忙|正忙|在医院|在地里|在厂里|在车上|上课|在地铁|地铁上|在公交|公交车上|高铁上|火车上|飞机上|在洗澡|在值班|现在不行|不太好说话|不能说话|说话不方便"
 )
 # A call-back request without a time: 等我下班再打, 周末再打, 回家再说.
 _CALLBACK_RE = re.compile(r"再打(?!我|就)|再联系|再来电|再拨|再聊|打过来|打来|等我.{0,8}再说|回家再说|以后再说|再说吧|有空再")
@@ -182,12 +194,21 @@ _REPEAT_RE = re.compile(
     r"(?:哪个|什么)(?:部门|单位|机构)|(?:他|她)是谁|谁啊|谁呀|找谁|干嘛的|干什么的|做什么的|什么情况|啥情况|怎么回事|哪个单位|什么单位|哪里的|是哪里|什么电话|"
     r"听得(?:到|见)吗|能听(?:到|见)吗|听到了?吗|在吗|喂喂"
 )
-_WEAK_REPEAT_RE = re.compile(r"^(?:(?:(?:啥|什么|哈|蛤|喂|啥子|what|pardon|sorry)+\?*)+|(?:嗯|啊|哦|诶|哎|咦|嗯嗯)\?+)$")
+# The part of _REPEAT_RE that asks who is calling or why (你哪位, 什么事), as opposed to not having heard:
+# "是我，什么事" answers the question and asks back, so the answer wins.
+_INQUIRY_RE = re.compile(
+    r"(?:你|您)(?:们)?(?:是)?谁(?:啊|呀)?|"
+    r"(?:(?:你|您|这|那)(?:们|里|边)?(?:是|是从)?)?(?:"
+    r"哪位|哪里|哪里打来的?|(?<!没)(?<!没有)有?(?:什么|啥)事(?:情|儿)?(?!都没|也没|没|儿没)|"
+    r"(?:哪个|什么)(?:部门|单位|机构)的?|找(?:我)?(?:有)?(?:什么|啥)事|找谁|干嘛的|干什么的|做什么的|哪里的|是哪里|什么电话"
+    r")(?:啊|呀|吗|的)?"
+)
+_WEAK_REPEAT_RE = re.compile(r"^(?:(?:(?:啥|什么|哈|蛤|喂|啥子|什么东西|啥东西|啥玩意|what|pardon|sorry)+\?*)+|(?:嗯|啊|哦|诶|哎|咦|嗯嗯)\?+)$")
 _OPT_OUT_SOFT_OVERRIDE_RE = re.compile(r"现在|等会|晚点|正在|在开|忙|开车|开会|一会")
 
 # --------------------------------------------------------------------------- yes/no lexicon
 
-(NEG, EXIST, AGREE, WEAK, SYM, VERB, VBARE, UNK, HEDGE, SOFT, ECHO, WELL, BREAK, FUTURE, FILL, HOME, DEGREE, OTHER) = range(18)
+(NEG, EXIST, AGREE, WEAK, SYM, VERB, VBARE, UNK, HEDGE, SOFT, ECHO, WELL, BREAK, FUTURE, FILL, HOME, DEGREE, OTHER, LOCAL) = range(19)
 
 _SYMPTOMS: dict[str, tuple[str, ...]] = {
     "fever": ("发烧", "发热", "发高烧", "发低烧", "低烧", "高烧", "有点烧", "烧", "体温高", "体温有点高", "额头烫", "烫", "热度"),
@@ -241,6 +262,8 @@ _add(SOFT, ("吧", "吧?"))
 _add(WELL, ("还好", "还行", "还可以", "挺好", "很好", "都好", "都挺好", "好着", "好着呢", "好好的", "蛮好", "良好", "正常",
             "一切正常", "都正常", "健康", "好多了", "好些了", "没事", "没事儿", "没啥事", "没什么事", "没毛病", "没病", "没问题",
             "身体好", "不错", "挺健康", "凑合", "好得很", "好了", "都好的", "没啥问题", "没什么问题", "没大碍", "都没事", "倍棒", "杠杠的", "好着"))
+# Everyday local places: 去了趟菜市场 / 就在小区里转转 is not travel.
+_add(LOCAL, ("菜市场", "菜场", "市场", "超市", "楼下", "小区", "附近", "市区", "市内", "家门口", "公园", "村里", "镇上"))
 _add(HOME, ("在家", "待在家", "呆在家", "宅在家", "在家待着", "在家呆着", "家里待着", "在本地", "在本市", "在市里", "没出门",
             "没离开", "一直在这", "哪也不去"))
 _add(DEGREE, ("严重", "很严重", "挺严重", "轻微", "轻微的", "不严重", "不太严重", "不是很严重", "不算严重", "一点点", "稍微",
@@ -248,6 +271,12 @@ _add(DEGREE, ("严重", "很严重", "挺严重", "轻微", "轻微的", "不严
 _add(BREAK, ("就是", "就", "只是", "只不过"))
 _add(FUTURE, ("明天", "后天", "准备", "打算", "将要", "马上", "待会", "等会", "过两天", "下周", "改天", "要", "还要", "明早",
               "回头", "下午", "晚上", "今晚", "待会儿", "一会儿", "等下", "等一下", "一会", "这就", "就要", "正要", "过几天", "今天下午", "计划", "预约了", "约了", "还没到时间"))
+# A plan or an appointment with no action done yet (约了明天, 打算后天): the answer to "done?" is "not yet".
+_PLAN_WORDS = frozenset(("明天", "后天", "准备", "打算", "将要", "过两天", "下周", "明早", "改天", "还要", "正要", "就要",
+                         "过几天", "计划", "预约了", "约了", "还没到时间"))
+# Shared activities with someone (跟一个确诊的一起吃过饭): contact happened.
+_add(VERB, ("吃过", "吃过饭", "吃了饭", "一起吃", "一块吃", "聊过", "聊过天", "说过话", "见过面", "握过手", "打过交道", "一起待过",
+            "一起住", "一个办公室", "同一个", "坐一起", "一起"))
 _add(NEG, ("没有", "没", "无", "未", "并没有", "从来没有", "从没", "从来没", "根本没有", "根本没", "完全没有", "压根没",
            "一点都没有", "一点也没有", "啥都没有", "什么都没有", "啥也没有", "什么也没有", "都没有", "也没有", "还没有", "还没",
            "没呢", "没啥", "没什么", "尚未", "未曾", "不曾", "没得", "啥都没", "一个都没有", "哪都没去", "哪也没去",
@@ -257,7 +286,7 @@ _add(NEG, ("不", "不是", "不对", "不是的", "不对的", "否", "非", "�
 _add(EXIST, ("在外地", "在外省", "出差在外", "有", "有的", "有点", "有一点", "有一些", "有些", "有过", "还有", "是有", "确实有", "有啊", "有呀"))
 _add(AGREE, ("是", "是的", "是啊", "是呀", "是嘞", "是哒", "对", "对的", "对啊", "对呀", "对头", "没错", "当然", "肯定", "确实",
              "绝对", "必须的", "系", "好", "好的", "好嘞", "行", "可以", "中", "成", "ok", "okay", "yes", "yeah", "嗯对", "那当然",
-             "是这样", "对对", "确定", "没错的", "本人", "我就是", "就是我", "是本人", "我本人"))
+             "是这样", "对对", "确定", "要得", "对头", "是嘞", "没错的", "本人", "我就是", "就是我", "是本人", "我本人"))
 _add(WEAK, ("嗯", "嗯嗯", "昂", "嗯啊", "嗯呢"))
 for _key, _words in _SYMPTOMS.items():
     _add(SYM, _words, _key)
@@ -268,6 +297,8 @@ _add(VERB, ("做核酸了", "做了核酸", "已经做了", "已做", "做好了
 
 # fmt: on
 _LEX_RE = re.compile("|".join(sorted(map(re.escape, _LEXICON), key=len, reverse=True)))
+# A clause ending in '?' followed by more text: the resident echoing the question before answering it.
+_QUESTION_CLAUSE_RE = re.compile(r"(?:^|(?<=[，,]))([^，,?]+)\?+(?=[^?，,])")
 _CLAUSE_RE = re.compile(r"[，,?]+|但是|但|不过|可是|然后|而且|另外")
 _NUMERIC_ANSWER_RE = re.compile(r"^(?:按|选|摁|是)?(?P<d>1|一|幺|2|二|两)(?:号|个|键)?$")
 _FILLER_EDGE_RE = re.compile(
@@ -291,6 +322,7 @@ class _Clauses:
         "soft",
         "echo",
         "future",
+        "plan",
         "double",
         "numeric",
     )
@@ -307,14 +339,17 @@ class _Clauses:
         self.soft = False
         self.echo = False
         self.future = False
+        self.plan = False
         self.double = False
         self.numeric = False
 
 
 def _analyze(t: str) -> _Clauses:
     out = _Clauses()
-    for clause in _CLAUSE_RE.split(t):
-        if not clause:
+    clauses = _CLAUSE_RE.split(t)
+    asked = _QUESTION_CLAUSE_RE.findall(t) if "?" in t and len(clauses) > 1 else []
+    for clause in clauses:
+        if not clause or clause in asked:  # 发烧？没有: the first clause echoes the question
             continue
         words = [m.group() for m in _LEX_RE.finditer(clause)]
         neg = 0
@@ -328,6 +363,8 @@ def _analyze(t: str) -> _Clauses:
         future = False
         neg_domain = "agree"
         prev = ""
+        verb_at: list[int] = []  # indexes in `exist` that came from a verb (去了, 出去过)
+        local = False
         for w in words:
             if w == prev:  # 没有没有, 对对对, 不不不: repetition is emphasis, not double negation
                 continue
@@ -365,10 +402,13 @@ def _analyze(t: str) -> _Clauses:
                     pol = -1
                     out.future = True
                 out.double = out.double or scope >= 2
+                verb_at.append(len(exist))
                 exist.append(pol)
                 if pol > 0 and pending:
                     sym_pos.extend(pending)
                     pending.clear()
+            elif kind == LOCAL:
+                local = True
             elif kind == AGREE:
                 agree.append(-1 if neg % 2 else 1)
                 out.double = out.double or neg >= 2
@@ -410,6 +450,7 @@ def _analyze(t: str) -> _Clauses:
                 scope = 0
             elif kind == FUTURE:
                 future = True
+                out.plan = out.plan or w in _PLAN_WORDS
         if neg:  # a trailing negation: 没有 / 发烧没有 / 不是没有
             pol = -1 if neg % 2 else 1
             out.double = out.double or neg >= 2
@@ -421,6 +462,11 @@ def _analyze(t: str) -> _Clauses:
             else:
                 agree.append(pol)
         sym_pos.extend(pending)
+        if local and verb_at:  # 去了趟超市: went somewhere local, i.e. did not travel
+            for i in verb_at:
+                exist[i] = -1
+        elif local and not exist and "在" in clause:  # 就在小区里: stayed local
+            exist.append(-1)
         if neutral:
             continue
         out.sym_pos.extend(s for s in sym_pos if s not in out.sym_pos)
@@ -453,6 +499,10 @@ class BuiltinNlu:
         kind = expect.kind
         glob = self._global(t, free=kind == "free_text")
         if glob is not None:
+            if glob.intent == "repeat" and kind == "yes_no" and _INQUIRY_RE.search(t):
+                answered = self._answer_beside_inquiry(t, text)
+                if answered is not None:
+                    return answered
             return glob
         if kind == "yes_no":
             res = self._yes_no(t, text)
@@ -471,6 +521,14 @@ class BuiltinNlu:
             return NluResult("repeat", confidence=0.8)
         return res
 
+    def _answer_beside_inquiry(self, t: str, raw: str) -> NluResult | None:
+        """是我，什么事 / 没有，你哪位: the yes/no answer next to a question about the caller, if any."""
+        rest = _INQUIRY_RE.sub("，", t).strip("，?")
+        if not rest or _REPEAT_RE.search(rest) or _WEAK_REPEAT_RE.match(rest):
+            return None
+        res = self._yes_no(rest, rest)
+        return res if res.intent in ("affirm", "deny") else None
+
     # ----------------------------------------------------------------- global intents
 
     def _global(self, t: str, free: bool) -> NluResult | None:
@@ -484,7 +542,7 @@ class BuiltinNlu:
             return NluResult("wrong_number", confidence=0.95)
         if _HUMAN_RE.search(t):
             return NluResult("human", confidence=0.95)
-        if _BUSY_RE.search(t):
+        if _BUSY_RE.search(t) and not _OTHER_PERSON_RE.match(_FILLER_EDGE_RE.sub("", t)):
             return NluResult("busy", value=parse_callback_time(t), confidence=0.9)
         if _REPEAT_RE.search(t):
             return NluResult("repeat", confidence=0.9)
@@ -512,10 +570,11 @@ class BuiltinNlu:
         detail: list[tuple[str, Any]] = []
         family = _FAMILY_RE.search(t)
         if family is not None:  # 我是他妈妈: someone else answered; 是 here is not a yes
-            detail.append(("family", family.group()[2:].lstrip("他她我的")))
-            t = t[: family.start()] + "，" + t[family.end() :]
-        elif _OTHER_PERSON_RE.match(_FILLER_EDGE_RE.sub("", t)):
-            return NluResult("deny", False, 0.8, False, self.name, (("other_person", True),))
+            detail.append(("family", family.group().rpartition("是")[2].lstrip("他她我的")))
+            t = _FAMILY_RE.sub("，", t)
+        if any(_OTHER_PERSON_RE.match(_FILLER_EDGE_RE.sub("", c)) for c in t.split("，")):
+            detail.append(("other_person", True))
+            return NluResult("deny", False, 0.8, False, self.name, tuple(sorted(detail)))
         a = _analyze(t)
         intent = ""
         conf = 0.0
@@ -543,6 +602,11 @@ class BuiltinNlu:
                 intent, conf = "deny", 0.8
             elif a.unk:
                 return NluResult("unsure", confidence=0.9)
+            elif a.plan:  # only a plan (约了明天): not done yet
+                intent, conf = "deny", 0.75
+                a.future = True
+            elif family is not None:  # 是，他是我爸: the 是 confirms the number, not the person
+                intent, conf = "deny", 0.8
             elif a.agree:
                 last = a.agree[-1]
                 intent = "affirm" if last > 0 else "deny"
@@ -551,8 +615,6 @@ class BuiltinNlu:
                 intent, conf = "affirm", 0.75
             elif a.hedge:
                 intent, conf = "affirm", 0.55
-            elif family is not None:
-                intent, conf = "deny", 0.8
             else:
                 return NluResult("no_match", confidence=0.0)
         if a.sym_pos:

@@ -20,8 +20,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-import cn2an
-
 MIN_PLAUSIBLE_C = 34.0
 MAX_PLAUSIBLE_C = 43.0
 
@@ -116,6 +114,8 @@ _FAHRENHEIT_RE = re.compile(r"华氏|fahrenheit|°f|(?<=\d)f\b")
 def _cn_run_to_arabic(run: str) -> str:
     """三十七 → 37, 三七 → 37, 五 → 5, 三十七八 → 37~38, 一百零二 → 102 (via cn2an)."""
     if any(c in run for c in "百佰千仟"):
+        import cn2an  # imported on first use: it costs ~150 ms of `outreach nlu` startup
+
         try:
             return str(cn2an.cn2an(run.replace("佰", "百").replace("仟", "千"), "smart"))
         except ValueError:
