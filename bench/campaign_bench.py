@@ -3,6 +3,7 @@
 Prints one JSON object: {"residents", "calls", "calls_per_s", "wall_s", "peak_rss_mb", ...}.
 `calls_per_s` is finished call attempts (all outcomes) per wall-clock second of the campaign run,
 including claiming, the dialog engine + NLU for every answered call, and all database writes.
+`answered_calls_per_s` and `completed_screenings_per_s` count only answered calls and finished screenings.
 
     python bench/campaign_bench.py [--residents N] [--db URL] [--profile FILE.html]
 """
@@ -57,6 +58,8 @@ def main() -> None:
         "residents": s["residents"],
         "calls": s["calls"],
         "calls_per_s": round(s["calls"] / wall, 1),
+        "answered_calls_per_s": round(s["answered"] / wall, 1),
+        "completed_screenings_per_s": round(s["completed"] / wall, 1),
         "wall_s": round(wall, 2),
         "peak_rss_mb": round(rss_kb / 1024, 1),
         "answered": s["answered"],
