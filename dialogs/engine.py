@@ -9,6 +9,8 @@ Behaviour in every question node:
   busy (ends `callback_requested`, the NLU's time hint kept), human (`human_requested`), wrong number
   (`wrong_number`), stop calling (`opted_out`, `result.opt_out`). A hang-up ends `hung_up` and keeps
   what was recorded so far.
+- A node's `keywords` (e.g. family words in the greeting) are matched before the NLU's yes/no
+  reading, but stop calling, wrong number and human still win over them.
 - Keys work at any time once a question was asked, also while its prompt is still playing: the
   node's DTMF map (yes/no default 1 = yes, 2 = no), and for temperatures digits with `*` as the
   decimal point ended by `#` (37*5# = 37.5).
@@ -49,6 +51,9 @@ _GLOBAL_OUTCOMES = {
     "wrong_number": "wrong_number",
     "opt_out": "opted_out",
 }
+# Global intents that win over a node's keywords: a keyword (妈妈, 儿子) inside "别再打了" or "打错了"
+# must not turn a stop-calling or wrong-number reply into an answer.
+_OVERRIDING_INTENTS = frozenset(("opt_out", "wrong_number", "human"))
 _YES_NO_HINTS = ("是", "是的", "对", "嗯", "不是", "有", "没有", "没", "有点", "不知道")
 _TEMPERATURE_HINTS = ("三十五度", "三十六度", "三十七度", "三十八度", "三十九度", "四十度", "点", "度", "没量", "不知道")
 _GLOBAL_HINTS = ("再说一遍", "没听清", "在忙", "在开车", "晚点打", "人工", "打错了", "不要再打了")
@@ -259,6 +264,12 @@ class Session:
         if not compact:
             self._turn(node, "utterance", text, None, utt.confidence)
             return self._on_failure(node, "no_input")
+        expect = Expectation(kind=node.expect or "free_text", options=node.options)
+        r: NluResult = self._nlu.parse(text, expect)
+        confidence = min(utt.confidence, r.confidence)
+        if r.intent in _OVERRIDING_INTENTS:  # 打错了，我没有儿子 / 别再打了，我老公说的: not a family answer
+            self._turn(node, "utterance", text, r.intent, confidence)
+            return self._on_global(node, r)
         for kw_branch, phrases in node.keywords:
             if any(p in compact for p in phrases):
                 self._turn(node, "utterance", text, kw_branch, utt.confidence)
@@ -266,9 +277,6 @@ class Session:
                     node, kw_branch, kw_branch, text, utt.confidence, "keywords", kw_branch,
                     utt.confidence < self._low, audio_ref=utt.audio_ref,
                 )
-        expect = Expectation(kind=node.expect or "free_text", options=node.options)
-        r: NluResult = self._nlu.parse(text, expect)
-        confidence = min(utt.confidence, r.confidence)
         self._turn(node, "utterance", text, r.intent, confidence)
         if r.intent in GLOBAL_INTENTS:
             return self._on_global(node, r)

@@ -251,33 +251,59 @@ def template_variables(template: str) -> list[str]:
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 
 
-def _compose(text: str) -> tuple[Any, dict[tuple[str, ...], int]]:
-    """Plain data plus a map of key path -> 1-based line. Raises yaml.MarkedYAMLError.
+def _compose(text: str) -> tuple[Any, dict[tuple[str, ...], int], list[tuple[int, str]]]:
+    """Plain data, a map of key path -> 1-based line, and structural problems (line, message).
 
-    Keys are always text (`yes:`, `1:` stay "yes", "1"); only true/false are booleans.
+    Keys are always text (`yes:`, `1:` stay "yes", "1"); only true/false are booleans. A key given
+    twice in one mapping is a problem (YAML would silently keep the last one, e.g. a node pasted
+    twice replacing the first). Raises yaml.MarkedYAMLError, or _RecursiveAlias for an alias that
+    contains itself.
     """
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     lines: dict[tuple[str, ...], int] = {}
+    problems: list[tuple[int, str]] = []
     constructor = yaml.SafeLoader("")
+    open_nodes: set[int] = set()  # collections being walked: an alias back to one is a cycle
 
     def walk(n: yaml.Node | None, path: tuple[str, ...]) -> Any:
         if n is None:
             return None
         lines.setdefault(path, n.start_mark.line + 1)
-        if isinstance(n, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for k, v in n.value:
-                skey = str(k.value) if isinstance(k, yaml.ScalarNode) else str(k.start_mark)
-                lines[(*path, skey)] = k.start_mark.line + 1
-                out[skey] = walk(v, (*path, skey))
-            return out
-        if isinstance(n, yaml.SequenceNode):
-            return [walk(v, (*path, str(i))) for i, v in enumerate(n.value)]
+        if isinstance(n, (yaml.MappingNode, yaml.SequenceNode)):
+            if id(n) in open_nodes:
+                raise _RecursiveAlias(n.start_mark.line + 1)
+            open_nodes.add(id(n))
+            try:
+                if isinstance(n, yaml.MappingNode):
+                    out: dict[Any, Any] = {}
+                    for k, v in n.value:
+                        skey = str(k.value) if isinstance(k, yaml.ScalarNode) else str(k.start_mark)
+                        line = k.start_mark.line + 1
+                        if skey in out:
+                            where = " > ".join(path) or "the top level"
+                            problems.append(
+                                (line, f"duplicate key '{skey}' in {where} (first at line {lines[(*path, skey)]})")
+                            )
+                            continue
+                        lines[(*path, skey)] = line
+                        out[skey] = walk(v, (*path, skey))
+                    return out
+                return [walk(v, (*path, str(i))) for i, v in enumerate(n.value)]
+            finally:
+                open_nodes.discard(id(n))
         if n.tag == _BOOL_TAG and n.value.lower() not in ("true", "false"):
             return n.value  # YAML 1.2 booleans only: yes/no/on/off stay words (they name answers)
         return constructor.construct_object(n, deep=True)
 
-    return walk(root, ()), lines
+    return walk(root, ()), lines, problems
+
+
+class _RecursiveAlias(ValueError):
+    """A YAML alias refers to a mapping or list that contains it."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(f"recursive YAML alias at line {line}")
+        self.line = line
 
 
 class _Checker:
@@ -347,7 +373,11 @@ def _type(value: Any) -> str:
 
 def _parse(text: str, file: str) -> tuple[dict[str, Any] | None, _Checker]:
     try:
-        data, lines = _compose(text)
+        data, lines, problems = _compose(text)
+    except _RecursiveAlias as exc:
+        checker = _Checker(file, {})
+        checker.issues.append(ScriptIssue(file, exc.line, "YAML alias refers to itself (a recursive '*' alias)"))
+        return None, checker
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -356,6 +386,7 @@ def _parse(text: str, file: str) -> tuple[dict[str, Any] | None, _Checker]:
         checker.issues.append(ScriptIssue(file, line, f"YAML syntax error{col}: {exc.problem or exc}"))
         return None, checker
     checker = _Checker(file, lines)
+    checker.issues.extend(ScriptIssue(file, line, message) for line, message in problems)
     if not isinstance(data, dict):
         checker.issues.append(ScriptIssue(file, 1 if data is not None else 0, "a script must be a YAML mapping with 'nodes'"))
         return None, checker

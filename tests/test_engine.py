@@ -106,7 +106,7 @@ ALL_NO = [U("是的"), U("没有"), U("没有"), U("没有"), U("做了")]
 def test_start_greets_by_name_and_listens_for_yes_no(script: Script) -> None:
     actions: list[Any] = new(script).start()
     assert actions == [
-        Say("您好，这里是社区卫生服务中心防疫随访。请问是张伟吗？回答时也可以按键，1代表是或有，2代表否或没有。", "greeting"),
+        Say("您好，这里是社区卫生服务中心防疫随访电话。请问您是张伟吗？回答时也可以按键：是或有请按1，不是或没有请按2。", "greeting"),
         actions[1],
     ]
     listen = actions[1]
@@ -196,7 +196,7 @@ def test_family_member_answers_on_behalf(script: Script) -> None:
     s = new(script)
     s.start()
     actions = s.handle(U("我是他妈妈"))
-    assert says(actions) == ["好的，那麻烦您替张伟回答几个简单的问题。", "最近14天，有没有发烧、咳嗽、乏力这些症状？"]
+    assert says(actions) == ["好的，那麻烦您替张伟回答几个简单的问题，问的都是张伟本人的情况。", "最近14天，有没有发烧、咳嗽、乏力这些症状？"]
     a = s.result.answers["identity_confirmed"]
     assert (a.value, a.nlu, a.intent) == ("family", "keywords", "family")
     for e in [U("没有"), U("没有"), U("没有"), U("做了")]:
@@ -211,7 +211,7 @@ def test_not_the_person_then_family(script: Script) -> None:
     assert says(actions) == ["请问您是张伟的家里人吗？"]
     assert s.result.answers["identity_confirmed"].value is False
     actions = s.handle(U("是的"))
-    assert says(actions)[0] == "好的，那麻烦您替张伟回答几个简单的问题。"
+    assert says(actions)[0] == "好的，那麻烦您替张伟回答几个简单的问题，问的都是张伟本人的情况。"
     assert s.result.answers["identity_confirmed"].value == "family"
 
 
@@ -225,7 +225,7 @@ def test_not_the_person_nor_family_is_wrong_number(script: Script) -> None:
 
 def test_contact_without_name_uses_script_default(script: Script) -> None:
     actions = new(script, contact={}).start()
-    assert "请问是机主吗？" in says(actions)[0]
+    assert "请问您是机主吗？" in says(actions)[0]
 
 
 # ----------------------------------------------------------------------------- global handlers
@@ -590,7 +590,7 @@ def test_family_noticed_by_the_nlu(script: Script) -> None:
     s = new(script)
     s.start()
     actions = s.handle(U("我是他亲戚"))
-    assert says(actions)[0] == "好的，那麻烦您替张伟回答几个简单的问题。"
+    assert says(actions)[0] == "好的，那麻烦您替张伟回答几个简单的问题，问的都是张伟本人的情况。"
     a = s.result.answers["identity_confirmed"]
     assert (a.value, a.nlu, a.intent) == ("family", "table", "family")
 
@@ -656,4 +656,18 @@ def test_real_nlu_global_intents(script: Script, builtin: Any) -> None:
     s = talk(script, builtin, ["是的", "以后别再给我打电话了"])
     assert s.result.outcome == "opted_out" and s.result.opt_out
     s = talk(script, builtin, ["是的", "你说啥", "没有"])
+    assert s.node == "travel"
+
+
+def test_stop_calling_wins_over_a_family_keyword(script: Script, builtin: Any) -> None:
+    # regression: the greeting's family keywords used to be matched before the NLU's global intents,
+    # so an opt-out that mentions a family member was taken as "a family member answers"
+    s = talk(script, builtin, ["别再打了，我老公说了不接受调查"])
+    assert s.result.outcome == "opted_out" and s.result.opt_out
+    assert "identity_confirmed" not in s.result.answers
+    assert talk(script, builtin, ["你打错了吧，我没有儿子"]).result.outcome == "wrong_number"
+    assert talk(script, builtin, ["我要找你们领导，我是他爸爸"]).result.outcome == "human_requested"
+    # busy and repeat do not override: the mother can answer for her son who is at work
+    s = talk(script, builtin, ["我是他妈妈，他在上班", "没有"])
+    assert s.result.answers["identity_confirmed"].value == "family"
     assert s.node == "travel"

@@ -388,3 +388,66 @@ def test_make_nlu_builds_the_configured_engine() -> None:
     assert rasa.url == "http://127.0.0.1:9/model/parse" and rasa.timeout_s == 0.3
     assert isinstance(rasa.fallback, BuiltinNlu) and rasa.fallback.low_confidence == 0.7
     rasa.close()
+
+
+# ----------------------------------------------------------------------------- review regressions
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["没有 没有 都 挺 好 的", "没有 身体 好 着 呢", "没有 都 正常", "没有没有挺好的"],
+)
+def test_no_then_wellbeing_without_a_comma_is_deny(text: str) -> None:
+    # regression: ASR text has no comma, and 没有 used to negate 挺好 into an "unwell" symptom
+    res = NLU.parse(text, YES_NO)
+    assert (res.intent, res.value) == ("deny", False)
+    assert "symptoms" not in dict(res.detail)
+
+
+def test_not_well_is_still_a_symptom() -> None:
+    for text in ("不太好", "身体不太好", "不正常"):
+        res = NLU.parse(text, YES_NO)
+        assert (res.intent, dict(res.detail)["symptoms"]) == ("affirm", ("unwell",)), text
+
+
+def test_answer_then_another_topic_in_spaced_asr_text() -> None:
+    # regression: without the comma, 结果 made the whole reply say nothing
+    for text in ("做了 结果 还没 出来", "做了，结果还没出"):
+        res = NLU.parse(text, YES_NO)
+        assert (res.intent, res.value) == ("affirm", True), text
+    assert NLU.parse("结果 还没 出来", YES_NO).intent == "no_match"
+
+
+@pytest.mark.parametrize("text", ["没空去", "工作忙还没去", "太忙了 还没 去 做", "没时间去做核酸"])
+def test_busy_as_the_reason_for_not_done_is_deny(text: str) -> None:
+    # regression: 忙/没空 ended the call as "call me later" although the reply answers "not done"
+    res = NLU.parse(text, YES_NO)
+    assert (res.intent, res.value) == ("deny", False)
+
+
+@pytest.mark.parametrize("text", ["我在忙", "我在忙，没时间做调查", "我 在 忙 等会 去", "我现在没时间"])
+def test_busy_right_now_stays_busy(text: str) -> None:
+    assert NLU.parse(text, YES_NO).intent == "busy"
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("号码不对", "wrong_number"),
+        ("你 找 他 干嘛", "repeat"),
+        ("我 不 会 说 普通话", "human"),
+        ("听不懂普通话", "human"),
+        ("出 过 差", "affirm"),
+        ("出门买菜算吗", "deny"),
+        ("就 去 超市 买 东西", "deny"),
+    ],
+)
+def test_review_replies(text: str, intent: str) -> None:
+    assert NLU.parse(text, YES_NO).intent == intent
+
+
+def test_point_something_is_an_approximate_temperature() -> None:
+    res = NLU.parse("三十六点几", TEMP)
+    assert (res.intent, res.value, res.uncertain) == ("temperature", 36.5, True)
+    t = find_temperature("三十七点多")
+    assert t is not None and (t.value, t.approximate, t.plausible) == (37.5, True, True)

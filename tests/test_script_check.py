@@ -72,7 +72,7 @@ def test_default_script_prompts_are_short_chinese_and_never_speak_numbers() -> N
     assert any("李娜" in t for t in rendered)
     assert not any("138" in t or "1101" in t for t in rendered)
     # every yes/no question's re-prompts mention the keys; the greeting says them once
-    assert "1代表是或有，2代表否或没有" in s.nodes["greeting"].say  # type: ignore[operator]
+    assert "是或有请按1，不是或没有请按2" in s.nodes["greeting"].say  # type: ignore[operator]
     for node in s.nodes.values():
         if node.expect == "yes_no":
             assert all("按1" in t for t in node.reprompt_no_input + node.reprompt_no_match), node.name
@@ -208,3 +208,19 @@ def test_all_prompts_and_render(tmp_path: Path) -> None:
 
     assert s.render("请问是{name}吗？{arrival_date}", {"name": "王芳", "arrival_date": dt.date(2022, 3, 5)}) == "请问是王芳吗？3月5日"
     assert "请问是王芳吗？" in s.render_prompts({"name": "王芳"})
+
+
+def test_duplicate_node_is_reported_not_silently_replaced(tmp_path: Path) -> None:
+    # regression: a node pasted twice silently replaced the first (YAML keeps the last key)
+    text = GOOD.replace("  bye:\n", "  fever:\n    say: 又一个。\n    next: bye\n  bye:\n")
+    assert check(tmp_path, text) == [(17, "duplicate key 'fever' in nodes (first at line 12)")]
+    text = GOOD.replace("      no: bye\n", "      no: bye\n      yes: bye\n")
+    assert check(tmp_path, text) == [(12, "duplicate key 'yes' in nodes > ask > next (first at line 10)")]
+
+
+def test_recursive_alias_is_an_issue_not_a_crash(tmp_path: Path) -> None:
+    # regression: a self-referencing alias crashed `dialog check` with a RecursionError
+    assert check(tmp_path, "nodes: &a\n  x: *a\n") == [(1, "YAML alias refers to itself (a recursive '*' alias)")]
+    # a plain (non-recursive) alias still works
+    text = GOOD.replace("    say: 体温多少度？\n", "    say: &q 体温多少度？\n").replace("    say: 再见。\n", "    say: *q\n")
+    assert check(tmp_path, text) == []

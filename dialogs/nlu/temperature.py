@@ -8,7 +8,7 @@ How a reply is read:
 2. Spoken forms are made regular: 卅/廿, financial numerals (叁拾柒), 摄氏度/℃/° → 度, homophones of
    度 and 点 that ASR produces between numerals (三十七都五, 三十七店五).
 3. Every run of Chinese numerals becomes Arabic digits with our own small converter (三十七 → 37,
-   三七 → 37, 三十七八 → the range 37~38); runs with 百/千 go through cn2an.
+   三七 → 37, 三十七八 → the range 37~38); runs with 百/千 go through cn2an. 36点几 is about 36.5.
 4. One regex finds the candidates (37.5 / 37度5 / 37度半 / 37~38度 / 37); the last plausible one wins
    (a reply like 昨天三十八度今天三十七度二 means the latest reading).
 5. Plausible is 34–43 °C. A number outside that range is reported as implausible, never clamped.
@@ -105,7 +105,7 @@ _TEMP_RE = re.compile(
     r"|度(?P<frac>半|\d{1,2}(?:~\d)?)?"
     r")?"
     r"(?P<deg>度)?"
-    r"(?P<more>多|几)?"
+    r"(?P<more>点?多|点?几)?"
 )
 _APPROX_RE = re.compile(r"左右|上下|差不多|大概|大约|好像|可能|应该|估计|也许|吧|多|不到|出头|将近|接近|快")
 _FAHRENHEIT_RE = re.compile(r"华氏|fahrenheit|°f|(?<=\d)f\b")
@@ -174,7 +174,7 @@ def _candidate(m: re.Match[str]) -> tuple[float, bool] | None:
         if len(frac) == 2 and int(frac[1]) == int(frac[0]) + 1:  # 三十七度二三 = 37.2 to 37.3
             return whole + (int(frac[0]) + int(frac[1])) / 20, True
         return whole + int(frac) / (10 ** len(frac)), approximate
-    if approximate:  # 37度多: somewhere above 37
+    if approximate:  # 37度多 / 36点几: somewhere above 37
         return whole + 0.5, True
     return float(whole), approximate
 
