@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from asr.base import AsrError, AsrStream, Recognizer
+from asr.base import AsrError, AsrResult, AsrStream, Recognizer
 from asr.dtmf import DtmfDetector
 from asr.turn import Endpointer, Phase, TurnEvent, TurnParams
 from asr.vad import Vad
@@ -183,6 +183,7 @@ class DialogRunner:
         self._signals: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._stream: AsrStream | None = None
         self._asr_active = False  # the current utterance is being streamed to the recognizer
+        self._asr_failed = False  # the recognizer failed on the current utterance: stop feeding it
         self._hints: tuple[str, ...] = ()
         self._capture: bytearray | None = None
         self._keep_current = False
@@ -262,8 +263,13 @@ class DialogRunner:
         return actions
 
     async def _play_batch(self, says: list[Say], listen: Listen | None) -> tuple[Event | None, dict[str, Any] | None]:
-        """Play prompts in order; returns an event that interrupted them (key, hang-up) and its record."""
+        """Play prompts in order; returns an event that interrupted them (key, hang-up) and its record.
+
+        A key pressed before these prompts began (while the last answer was being recognized) belonged
+        to the question already answered: it is dropped, never taken as the answer to the next one.
+        """
         ep = self._endpointer
+        batch_t0 = time.perf_counter()
         for say in says:
             audio = await self.prompt_audio(say.text)
             interruptible = say.barge_in and listen is not None
@@ -288,6 +294,8 @@ class DialogRunner:
                     self._stop_prompt()
                     log.debug("call %s: barge-in during %s", self.call_id, say.node)
                     return None, None
+                elif kind == "digit" and sig[2] < batch_t0:
+                    log.info("call %s: key %s pressed before the prompt for %s began; ignored", self.call_id, sig[1], say.node)
                 elif kind == "digit" and interruptible:
                     assert listen is not None
                     self._stop_prompt()
@@ -330,8 +338,8 @@ class DialogRunner:
                 rec.update(kind="dtmf", text=sig[1], confidence=1.0, source=sig[3], t0=sig[2])
                 return Dtmf(sig[1]), rec
             if kind == "end_of_turn":
-                t0, speech_ms, capture, reason = sig[1], sig[2], sig[3], sig[4]
-                utt = await self._recognize(listen, capture)
+                t0, speech_ms, capture, reason, failed = sig[1], sig[2], sig[3], sig[4], sig[5]
+                utt, asr_error = await self._recognize(listen, capture, failed)
                 rec.update(
                     kind="speech",
                     text=utt.text,
@@ -343,21 +351,25 @@ class DialogRunner:
                 )
                 if reason == "max_utterance":
                     rec["cut"] = True
+                if asr_error:
+                    rec["asr_error"] = True
                 return utt, rec
             # barge_in / prompt_done / an earlier listen's no_input are stale here
 
-    async def _recognize(self, listen: Listen, capture: bytes | None) -> Utterance:
+    async def _recognize(self, listen: Listen, capture: bytes | None, failed: bool) -> tuple[Utterance, bool]:
+        """The final result of the utterance (and whether recognition failed), keeping its audio if asked.
+
+        A failed recognition gives empty text with confidence 0: the engine treats it as not understood.
+        """
         assert self._stream is not None
         ref: str | None = None
+        finish = self._finish_utterance(failed)
         if capture:
             name = f"{_safe(self.call_id)}-{self._turn_no:02d}-{_safe(listen.node)}.wav"
             day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
             rel = f"{day}/{name}"
             path = Path(self.settings.audio_dir) / rel
-            results = await asyncio.gather(
-                self._stream.finish(), asyncio.to_thread(write_wav, path, capture), return_exceptions=True
-            )
-            asr, written = results
+            asr, written = await asyncio.gather(finish, asyncio.to_thread(write_wav, path, capture), return_exceptions=True)
             if isinstance(written, OSError):
                 log.error("call %s: cannot keep answer audio at %s: %s", self.call_id, path, written)
             elif isinstance(written, BaseException):
@@ -365,17 +377,27 @@ class DialogRunner:
             else:
                 ref = rel
             if isinstance(asr, BaseException):
-                if isinstance(asr, AsrError):
-                    log.error("call %s: %s", self.call_id, asr)
-                    return Utterance("", 0.0, ref)
                 raise asr
         else:
+            asr = await finish
+        if asr is None:
+            return Utterance("", 0.0, ref), True
+        return Utterance(asr.text, asr.confidence, ref), False
+
+    async def _finish_utterance(self, failed: bool) -> AsrResult | None:
+        """The recognizer's final result; None when it failed (now or while the audio was fed)."""
+        assert self._stream is not None
+        if failed:
             try:
-                asr = await self._stream.finish()
-            except AsrError as exc:
-                log.error("call %s: %s", self.call_id, exc)
-                return Utterance("", 0.0)
-        return Utterance(asr.text, asr.confidence, ref)
+                await self._stream.cancel()  # do not let a half-fed utterance leak into the next one
+            except AsrError:
+                pass
+            return None
+        try:
+            return await self._stream.finish()
+        except AsrError as exc:
+            log.error("call %s: %s", self.call_id, exc)
+            return None
 
     async def _hang_up(self) -> None:
         self._stop_prompt()
@@ -500,8 +522,7 @@ class DialogRunner:
                 return
         voiced = False if tone else self._vad.is_speech(pcm)
         if self._asr_active:
-            assert self._stream is not None
-            await self._stream.feed(pcm)
+            await self._feed(pcm)
             if self._capture is not None:
                 self._capture += pcm
         ev = ep.push(voiced)
@@ -512,8 +533,9 @@ class DialogRunner:
             self._stream.set_hints(self._hints)
             lookback = list(self._preroll)
             self._asr_active = True
+            self._asr_failed = False
             for frame in lookback:
-                await self._stream.feed(frame)
+                await self._feed(frame)
             self._capture = bytearray(b"".join(lookback)) if self._keep_current else None
         elif ev is TurnEvent.BARGE_IN:
             self._signals.put_nowait(("barge_in",))
@@ -524,7 +546,8 @@ class DialogRunner:
             capture = bytes(self._capture) if self._capture is not None else None
             self._capture = None
             reason = "max_utterance" if ev is TurnEvent.MAX_UTTERANCE else "silence"
-            self._signals.put_nowait(("end_of_turn", time.perf_counter(), ep.speech_ms, capture, reason))
+            failed, self._asr_failed = self._asr_failed, False
+            self._signals.put_nowait(("end_of_turn", time.perf_counter(), ep.speech_ms, capture, reason, failed))
             ep.reset_speech()
         elif ev is TurnEvent.NO_INPUT:
             self._signals.put_nowait(("no_input", time.perf_counter(), self._listen_gen))
@@ -538,10 +561,26 @@ class DialogRunner:
             await self._drop_utterance()
         self._signals.put_nowait(("digit", digit, t0, source))
 
+    async def _feed(self, pcm: bytes) -> None:
+        """Stream audio to the recognizer. A recognizer failure (a server down, an engine error) must not
+        kill the listener: the utterance is then answered as not understood, and keys keep working."""
+        if self._asr_failed:
+            return
+        assert self._stream is not None
+        try:
+            await self._stream.feed(pcm)
+        except AsrError as exc:
+            self._asr_failed = True
+            log.error("call %s: recognition failed; this answer counts as not understood: %s", self.call_id, exc)
+
     async def _drop_utterance(self) -> None:
         self._endpointer.reset_speech()
         self._capture = None
+        self._asr_failed = False
         if self._asr_active:
             self._asr_active = False
             assert self._stream is not None
-            await self._stream.cancel()
+            try:
+                await self._stream.cancel()
+            except AsrError as exc:
+                log.error("call %s: the recognizer failed to drop an utterance: %s", self.call_id, exc)

@@ -222,3 +222,17 @@ async def test_player_espeak_primary_renders_live_when_allowed(tmp_path: Path) -
     first = await player.audio("请问您贵姓？")
     assert player.cache.get(player.primary, "请问您贵姓？") == first
     assert await PromptPlayer(tts_cfg(tmp_path)).audio("请问您贵姓？") == first
+
+
+async def test_unusable_cache_never_breaks_a_call(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A folder where a prompt's WAV should be: read as missing, not an exception in the call.
+    cache = PromptCache(tmp_path / "c")
+    eng = CountingEngine()
+    cache.path_for(eng, "你好").mkdir(parents=True)
+    assert cache.get(eng, "你好") is None and "cannot read" in caplog.text
+    # A cache root that cannot hold files: the offline engine's live render is still played.
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    player = PromptPlayer(TtsConfig(cache_dir=str(tmp_path / "file"), engine="espeak", fallback_offline=True))
+    pcm = await player.audio("请问您贵姓？")
+    assert audio.duration_s(pcm) > 0.5
+    assert "cannot store '请问您贵姓？'" in caplog.text

@@ -166,3 +166,16 @@ async def test_render_with_edge_engine_in_process(tmp_path: Path, fake_edge: Fak
     assert fake_edge.handshakes == 2
     res = runner.invoke(app, [*args, "check", "--engine", "edge", "--text", "您好", "--text", "再见"])
     assert res.exit_code == 0 and res.stdout == "all prompts rendered for edge/zh-CN-XiaoxiaoNeural\n"
+
+
+def test_play_still_writes_the_file_when_the_cache_is_not_writable(tmp_path: Path) -> None:
+    # tts.cache_dir names a file, not a folder: nothing can be cached, but staff still get their WAV
+    (tmp_path / "not-a-dir").write_text("x", encoding="utf-8")
+    (tmp_path / "config.yaml").write_text(f"tts:\n  cache_dir: {tmp_path / 'not-a-dir'}\n", encoding="utf-8")
+    out = tmp_path / "t.wav"
+    p = cli(tmp_path, "prompts", "play", "您好", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(f"wrote {out} (") and p.stdout.endswith("8000 Hz mono, from espeak)\n")
+    assert f"warning: not stored in the prompt cache {tmp_path / 'not-a-dir'}: " in p.stderr
+    with wave.open(str(out)) as w:
+        assert (w.getframerate(), w.getnchannels()) == (8000, 1) and w.getnframes() > 8000 * 0.3

@@ -267,3 +267,164 @@ def test_purge_deletes_old_answer_audio_only(tmp_path: Path) -> None:
     assert not old.exists() and new.exists() and other.exists()
     bad = runner.invoke(app, ["--config", str(cfg), "purge", "--older-than", "-1"])
     assert bad.exit_code == 2 and "--older-than" in bad.output
+
+
+async def test_a_dead_media_stream_ends_the_call(script: Script, tmp_path: Path) -> None:
+    # The line goes quiet mid-greeting: no audio, no hang-up message (a PBX that died, a cut TCP path
+    # that never closed). After media_timeout_s without any frame the runner treats it as a hang-up.
+    async def resident(c: MemoryCaller) -> None:
+        await c.wait_for_prompt(min_frames=10)
+        await c.stop()  # the microphone stops: not one more frame reaches the robot
+
+    report, caller, asr = await call(script, resident, [], tmp_path, media_timeout_s=0.5)
+    assert report.hangup_by == "media_timeout"
+    assert report.result.outcome == "hung_up" and report.result.answers == {}
+    assert caller.robot_hung_up  # the robot released the call
+    assert [t["kind"] for t in report.turns] == ["hangup"]
+    assert asr.log == []
+    # It waited for the timeout: at least 0.5 s of frames (at this frame period) after the last one in.
+    assert report.frames_out - report.frames_in >= round(0.5 / PERIOD)
+
+
+def test_purge_rejects_nan_and_keeps_a_folder_a_call_just_made(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from typer.testing import CliRunner
+
+    from outreach.cli import app
+    from outreach.commands.media import purge_answer_audio
+
+    audio = tmp_path / "answers"
+    old = audio / "2020-01-01" / "a-01-symptoms.wav"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"x" * 100)
+    fresh_dir = audio / "2099-01-01"  # a call just created it and is about to write its answer there
+    fresh_dir.mkdir()
+    month_ago = time.time() - 31 * 86400
+    for p in (old, old.parent):
+        os.utime(p, (month_ago, month_ago))
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"turn:\n  audio_dir: {audio}\n", encoding="utf-8")
+    # "nan" parses as a float; it used to compare as "older than anything" and delete every file
+    bad = CliRunner().invoke(app, ["--config", str(cfg), "purge", "--older-than", "nan"])
+    assert bad.exit_code == 2 and "--older-than" in bad.output and old.exists()
+    with pytest.raises(ValueError, match="older-than"):
+        purge_answer_audio(audio, float("nan"))
+    report = purge_answer_audio(audio, 30)
+    # the emptied old day folder goes (deleting its file made it look new); the fresh one stays
+    assert (report.files, report.dirs_removed) == (1, 1)
+    assert not old.parent.exists() and fresh_dir.is_dir()
+    report = purge_answer_audio(audio, 0)
+    assert (report.files, report.dirs_removed) == (0, 0) and fresh_dir.is_dir()
+
+
+async def test_recognition_failure_does_not_deafen_the_call(script: Script, speech: bytes, tmp_path: Path) -> None:
+    # asr.engine vosk-server with the server down (a port nobody listens on): the answer counts as not
+    # understood, the robot re-prompts, and keys still work. It used to kill the listener: the call went
+    # deaf, then ended as a media timeout.
+    import socket
+
+    from asr.vosk_server import VoskServerRecognizer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: connections are refused
+
+    async def resident(c: MemoryCaller) -> None:
+        await c.wait_for_silence(frames=15)
+        await c.play(speech)  # not recognized: the server is down
+        await c.wait_for_silence(frames=15)  # the no-match re-prompt
+        await c.press("1")
+        await c.wait_for_prompt(min_frames=5)
+        await c.hangup()
+
+    session = script.new_session({"name": "张三"}, BuiltinNlu())
+    media, caller = memory_media_pair("call-1", frame_period_s=PERIOD)
+    asr = VoskServerRecognizer(f"ws://127.0.0.1:{port}", connect_timeout_s=2.0)
+    cfg = RunnerSettings(frame_period_s=PERIOD, audio_dir=str(tmp_path / "answers"), media_timeout_s=3.0)
+    caller.start()
+    task = asyncio.create_task(resident(caller))
+    try:
+        async with asyncio.timeout(30):
+            report = await run_dialog(session, media, asr, prompt_audio, cfg)
+        await asyncio.wait_for(task, 5)
+    finally:
+        task.cancel()
+        await caller.stop()
+    assert report.hangup_by == "caller"
+    first, second = report.turns[0], report.turns[1]
+    assert (first["node"], first["kind"], first["text"], first["confidence"]) == ("greeting", "speech", "", 0.0)
+    assert first["asr_error"] is True and first["latency_ms"] is not None
+    assert (second["node"], second["kind"], second["text"]) == ("greeting", "dtmf", "1")
+    assert report.result.answers["identity_confirmed"].value is True
+
+
+@pytest.mark.parametrize("by_keys", [False, True])
+async def test_the_media_bench_residents_really_answer(script: Script, speech: bytes, by_keys: bool) -> None:
+    # bench/media_bench.py's simulated resident used to look for the robot's audio inside its own tick,
+    # where it never arrives, so it never answered: every bench "dialog" was no-input re-prompts.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("media_bench", ROOT / "bench" / "media_bench.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    KEY_ANSWERS, REPLIES, Resident, key_audio = bench.KEY_ANSWERS, bench.REPLIES, bench.Resident, bench.key_audio
+
+    media, caller = memory_media_pair("bench-1", frame_period_s=PERIOD)
+    resident = Resident(caller, speech, [key_audio(d) for d in KEY_ANSWERS] if by_keys else None)
+    asr = ScriptedRecognizer(lambda call_id, n: REPLIES[n % len(REPLIES)])
+    settings = RunnerSettings(frame_period_s=PERIOD, keep_answer_audio="none")
+
+    async def drive() -> None:
+        while not caller.hung_up:
+            resident.tick()
+            await asyncio.sleep(PERIOD)
+
+    driver = asyncio.create_task(drive())
+    try:
+        async with asyncio.timeout(30):
+            report = await run_dialog(script.new_session({"name": "张三"}, BuiltinNlu()), media, asr, prompt_audio, settings)
+    finally:
+        driver.cancel()
+    assert report.result.outcome == "completed"
+    assert [t["kind"] for t in report.turns] == (["dtmf"] * 5 if by_keys else ["speech"] * 5)
+    assert resident.answers == 5
+
+
+async def test_a_key_pressed_while_the_robot_thinks_does_not_answer_the_next_question(
+    script: Script, speech: bytes, tmp_path: Path
+) -> None:
+    # An elderly resident says "是的" and then also presses 1, as the prompt told them. The key arrives
+    # after the end of their turn, while the answer is being recognized: it belongs to the question
+    # just answered, not to the next one (1 there would mean "yes, I have symptoms").
+    async def resident(c: MemoryCaller) -> None:
+        await c.wait_for_silence(frames=15)
+        await c.play(speech)
+        # The turn ends 700 ms after the last voiced frame (the speech ends with ~300 ms of quiet) ...
+        await c.silence(0.72)
+        await c.press("1")  # ... so the key comes ~0.35 s later, while the robot is still recognizing
+        await c.wait_for_silence(frames=15)  # intro + symptoms question
+        await c.play(speech)
+        await c.wait_for_prompt(min_frames=5)
+        await c.hangup()
+
+    session = script.new_session({"name": "张三"}, BuiltinNlu())
+    media, caller = memory_media_pair("call-1", frame_period_s=PERIOD)
+    asr = ScriptedRecognizer(["是的", "没有"], delay_s=1.0 * PERIOD / 0.02)  # a slow final result: 1 s
+    cfg = RunnerSettings(frame_period_s=PERIOD, audio_dir=str(tmp_path / "answers"))
+    caller.start()
+    task = asyncio.create_task(resident(caller))
+    try:
+        async with asyncio.timeout(30):
+            report = await run_dialog(session, media, asr, prompt_audio, cfg)
+        await asyncio.wait_for(task, 5)
+    finally:
+        task.cancel()
+        await caller.stop()
+    assert [(t["node"], t["kind"], t["text"]) for t in report.turns] == [
+        ("greeting", "speech", "是的"),
+        ("symptoms", "speech", "没有"),
+    ]
+    assert answers(report) == {"identity_confirmed": True, "has_symptoms": False}

@@ -33,6 +33,8 @@ from tts.espeak import EspeakEngine, normalize_text, parse_pitch, parse_rate, to
         ("100元", "一百元"),
         ("按1确认", "按一确认"),
         ("没有数字", "没有数字"),
+        ("请于2月3日前", "请于二月三日前"),  # February, not 两月
+        ("2个月内", "两个月内"),
     ],
 )
 def test_numbers_are_read_the_chinese_way(text: str, expected: str) -> None:
@@ -56,6 +58,11 @@ def test_numbers_are_read_the_chinese_way(text: str, expected: str) -> None:
         ("请按1，不是请按2。", "qing3 an4 yi1, bu2 shi4 qing3 an4 er4."),  # key digits: yi1, no sandhi
         ("1个人", "yi2 ge4 ren2"),  # a quantity: sandhi
         ("一百一十", "yi4 bai3 yi1 shi2"),
+        ("1月1日", "yi1 yue4 yi1 ri4"),  # a date: no sandhi on 一月
+        # the shipped temperature prompt: 当 is dàng (serve as) here, not dāng
+        ("用星号当小数点，井号结束。", "yong4 xing1 hao4 dang4 xiao3 shu4 dian3, jing3 hao4 jie2 shu4."),
+        ("我当时在家", "wo3 dang1 shi2 zai4 jia1"),
+        ("如有发烧等不舒服", "ru2 you3 fa1 shao1 deng3 bu4 shu1 fu5"),
     ],
 )
 def test_pinyin(text: str, expected: str) -> None:

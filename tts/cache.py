@@ -97,13 +97,16 @@ class PromptCache:
         return self.path_for(engine, text).is_file()
 
     def get(self, engine: TtsEngine, text: str) -> bytes | None:
-        """The cached PCM (8 kHz mono s16) or None. A corrupt file is logged and treated as missing."""
+        """The cached PCM (8 kHz mono s16) or None. A corrupt or unreadable file is logged and treated as missing."""
         path = self.path_for(engine, text)
         try:
             return read_wav(path)
         except AudioFormatError as exc:
             if path.exists():
                 log.warning("prompt cache: unreadable %s (%s); treating as missing", path, exc)
+            return None
+        except OSError as exc:  # permissions, a folder where the file should be, I/O errors
+            log.warning("prompt cache: cannot read %s (%s); treating as missing", path, exc)
             return None
 
     def put(self, engine: TtsEngine, text: str, pcm: bytes) -> Path:
@@ -387,7 +390,10 @@ class PromptPlayer:
             if pcm is None:
                 log.warning("prompt not pre-rendered; speaking it with the offline engine now: %r", key)
                 pcm = await self.offline.synthesize(key)
-                await asyncio.to_thread(self.cache.put, self.offline, key, pcm)
+                try:
+                    await asyncio.to_thread(self.cache.put, self.offline, key, pcm)
+                except OSError as exc:  # the call still gets its prompt; only the next call renders it again
+                    log.warning("prompt cache: cannot store %r in %s: %s", key, self.cache.root, exc)
         if pcm is None:
             raise PromptMissingError([key], self.primary.name, self.primary.voice, self.cache.root)
         if self._memo_bytes + len(pcm) <= self.memo_limit_bytes:

@@ -34,12 +34,19 @@ BASE_SPEED_WPM = 150  # espeak's default is 175; a little slower is easier on th
 BASE_PITCH = 50  # espeak's 0..99 scale
 TIMEOUT_S = 30.0
 # Bump when normalize_text/to_pinyin change in a way that changes the audio: the cache key includes it.
-NORMALIZER_VERSION = 1
+NORMALIZER_VERSION = 2
 
 _DIGITS = "零一二三四五六七八九"
 _PHONE_DIGITS = "零幺二三四五六七八九"
-# measure words after which a lone 2 is read 两 (两天, 两次), unless preceded by 第
-_LIANG_MEASURES = "个次天周岁位人针剂遍年月种名户口件杯顿"
+# measure words after which a lone 2 is read 两 (两天, 两次), unless preceded by 第. Not 月: "2月" is
+# February (二月); two months is "2个月" (两个月).
+_LIANG_MEASURES = "个次天周岁位人针剂遍年种名户口件杯顿"
+# Readings pypinyin's phrase dictionary gets wrong in prompts like ours (Han text -> TONE3 syllables).
+_PHRASE_FIXES: dict[str, tuple[str, ...]] = {
+    "当小数点": ("dang4", "xiao3", "shu4", "dian3"),  # 用星号当小数点: dàng (serve as), not dāng
+    "舒服": ("shu1", "fu5"),  # shūfu, neutral tone
+    "大夫": ("dai4", "fu5"),  # the doctor: dàifu
+}
 
 _RATE_RE = re.compile(r"^([+-]\d{1,3})%$")
 _PITCH_RE = re.compile(r"^([+-]\d{1,3})Hz$")
@@ -158,6 +165,27 @@ def _yi_sandhi(text: str, items: list[str]) -> list[str]:
     return out
 
 
+def _phrase_fixes(text: str, items: list[str]) -> list[str]:
+    """Replace pypinyin's readings of the phrases in `_PHRASE_FIXES` (items align with Han characters)."""
+    tokens = _HAN_SPLIT_RE.findall(text)
+    if len(tokens) != len(items):
+        return items
+    starts: dict[int, int] = {}  # character offset -> token index
+    pos = 0
+    for i, tok in enumerate(tokens):
+        starts[pos] = i
+        pos += len(tok)
+    out = list(items)
+    for phrase, syllables in _PHRASE_FIXES.items():
+        at = text.find(phrase)
+        while at >= 0:
+            k = starts.get(at)
+            if k is not None and tokens[k : k + len(phrase)] == list(phrase):
+                out[k : k + len(phrase)] = syllables
+            at = text.find(phrase, at + 1)
+    return out
+
+
 def to_pinyin(text: str) -> str:
     """Chinese text -> space-separated TONE3 pinyin with ASCII punctuation, ready for cmn-latn-pinyin. Pure.
 
@@ -168,7 +196,7 @@ def to_pinyin(text: str) -> str:
     items = lazy_pinyin(
         normalized, style=Style.TONE3, neutral_tone_with_five=True, tone_sandhi=True, errors="default"
     )
-    items = _yi_sandhi(normalized, items)
+    items = _yi_sandhi(normalized, _phrase_fixes(normalized, items))
     words: list[str] = []
     for item in items:
         item = item.strip()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,8 @@ from outreach.context import fail, get_ctx
 log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".wav.part")
+# An empty folder touched this recently may be one a call just created for the file it is writing.
+FRESH_DIR_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,33 +27,58 @@ class PurgeReport:
     dirs_removed: int
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return math.inf
+
+
 def purge_answer_audio(audio_dir: Path, older_than_days: float, *, dry_run: bool = False, now: float | None = None) -> PurgeReport:
     """Delete answer audio files under `audio_dir` last modified more than `older_than_days` ago.
 
-    Only `*.wav` files (and interrupted `*.wav.part` writes) are touched; empty day folders left behind
-    are removed. Records that referenced a deleted file keep their text answers.
+    Only `*.wav` files (and interrupted `*.wav.part` writes) are touched; empty folders left behind are
+    removed if they were older than the cutoff and than `FRESH_DIR_S` seconds before the purge began (a
+    call may have just created one for the file it is about to write). Records that referenced a deleted file keep their text answers and
+    the reference, which then names a file that is gone (readers must treat a missing file as purged).
     """
-    if older_than_days < 0:
-        raise ValueError(f"--older-than must be >= 0 days, got {older_than_days}")
-    cutoff = (time.time() if now is None else now) - older_than_days * 86400
+    if not math.isfinite(older_than_days) or older_than_days < 0:
+        raise ValueError(f"--older-than must be a number of days >= 0, got {older_than_days}")
+    t_now = time.time() if now is None else now
+    cutoff = t_now - older_than_days * 86400
+    dir_cutoff = min(cutoff, t_now - FRESH_DIR_S)
     files = size = dirs = 0
     if not audio_dir.is_dir():
         return PurgeReport(0, 0, 0)
-    for path in sorted(audio_dir.rglob("*")):
-        if not path.is_file() or not path.name.endswith(AUDIO_SUFFIXES):
+    entries = sorted(audio_dir.rglob("*"))
+    # Folders that were already old before this purge touched them (deleting files updates a folder's mtime).
+    old_dirs = [d for d in entries if _mtime(d) < dir_cutoff and d.is_dir()]
+    for path in entries:
+        if not path.name.endswith(AUDIO_SUFFIXES) or not path.is_file():
             continue
-        st = path.stat()
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue  # renamed or deleted meanwhile (a .part file that became its .wav)
         if st.st_mtime >= cutoff:
             continue
         files += 1
         size += st.st_size
         if not dry_run:
-            path.unlink()
+            path.unlink(missing_ok=True)
     if not dry_run:
-        for d in sorted((p for p in audio_dir.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            if not any(d.iterdir()):
+        for d in sorted(old_dirs, key=lambda p: len(p.parts), reverse=True):
+            try:
+                if any(d.iterdir()):
+                    continue
                 d.rmdir()
-                dirs += 1
+            except FileNotFoundError:
+                continue  # gone meanwhile
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    continue  # a call wrote a file into it meanwhile
+                raise
+            dirs += 1
     return PurgeReport(files, size, dirs)
 
 
@@ -61,8 +90,8 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be deleted."),
     ) -> None:
         """Delete kept answer audio (config turn.audio_dir) older than DAYS."""
-        if older_than < 0:
-            fail(f"--older-than must be 0 or more days, got {older_than}")
+        if not math.isfinite(older_than) or older_than < 0:
+            fail(f"--older-than must be a number of days, 0 or more, got {older_than}")
         audio_dir = Path(get_ctx(ctx).config().turn.audio_dir)
         try:
             report = purge_answer_audio(audio_dir, older_than, dry_run=dry_run)

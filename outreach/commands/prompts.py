@@ -172,7 +172,10 @@ def play(
         except TtsError as exc:
             fail(str(exc), code=1)
             raise
-        cache.put(eng, text, pcm)
+        try:
+            cache.put(eng, text, pcm)
+        except OSError as exc:  # the cache is a convenience here: still give staff their file
+            typer.echo(f"warning: not stored in the prompt cache {cache.root}: {exc}", err=True)
     try:
         write_wav(out, pcm)
     except (OSError, AudioFormatError) as exc:
