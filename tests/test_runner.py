@@ -262,7 +262,7 @@ def test_purge_deletes_old_answer_audio_only(tmp_path: Path) -> None:
     dry = runner.invoke(app, ["--config", str(cfg), "purge", "--older-than", "30", "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "would delete 1 answer audio file(s)" in dry.output and old.exists()
-    done = runner.invoke(app, ["--config", str(cfg), "purge", "--older-than", "30"])
+    done = runner.invoke(app, ["--config", str(cfg), "--db", f"sqlite:///{tmp_path / 'store.db'}", "purge", "--older-than", "30"])
     assert done.exit_code == 0 and "deleted 1 answer audio file(s)" in done.output
     assert not old.exists() and new.exists() and other.exists()
     bad = runner.invoke(app, ["--config", str(cfg), "purge", "--older-than", "-1"])

@@ -25,6 +25,7 @@ class PurgeReport:
     files: int
     bytes: int
     dirs_removed: int
+    refs: tuple[str, ...] = ()  # the purged files as records reference them (relative to audio_dir)
 
 
 def _mtime(path: Path) -> float:
@@ -39,8 +40,8 @@ def purge_answer_audio(audio_dir: Path, older_than_days: float, *, dry_run: bool
 
     Only `*.wav` files (and interrupted `*.wav.part` writes) are touched; empty folders left behind are
     removed if they were older than the cutoff and than `FRESH_DIR_S` seconds before the purge began (a
-    call may have just created one for the file it is about to write). Records that referenced a deleted file keep their text answers and
-    the reference, which then names a file that is gone (readers must treat a missing file as purged).
+    call may have just created one for the file it is about to write). The report lists the files as
+    records reference them, so the caller can mark those answers purged first (results.audio.forget_audio).
     """
     if not math.isfinite(older_than_days) or older_than_days < 0:
         raise ValueError(f"--older-than must be a number of days >= 0, got {older_than_days}")
@@ -48,6 +49,7 @@ def purge_answer_audio(audio_dir: Path, older_than_days: float, *, dry_run: bool
     cutoff = t_now - older_than_days * 86400
     dir_cutoff = min(cutoff, t_now - FRESH_DIR_S)
     files = size = dirs = 0
+    refs: list[str] = []
     if not audio_dir.is_dir():
         return PurgeReport(0, 0, 0)
     entries = sorted(audio_dir.rglob("*"))
@@ -64,6 +66,7 @@ def purge_answer_audio(audio_dir: Path, older_than_days: float, *, dry_run: bool
             continue
         files += 1
         size += st.st_size
+        refs.append(path.relative_to(audio_dir).as_posix())
         if not dry_run:
             path.unlink(missing_ok=True)
     if not dry_run:
@@ -79,7 +82,7 @@ def purge_answer_audio(audio_dir: Path, older_than_days: float, *, dry_run: bool
                     continue  # a call wrote a file into it meanwhile
                 raise
             dirs += 1
-    return PurgeReport(files, size, dirs)
+    return PurgeReport(files, size, dirs, tuple(refs))
 
 
 def register(app: typer.Typer) -> None:
@@ -92,13 +95,25 @@ def register(app: typer.Typer) -> None:
         """Delete kept answer audio (config turn.audio_dir) older than DAYS."""
         if not math.isfinite(older_than) or older_than < 0:
             fail(f"--older-than must be a number of days, 0 or more, got {older_than}")
-        audio_dir = Path(get_ctx(ctx).config().turn.audio_dir)
+        app_ctx = get_ctx(ctx)
+        audio_dir = Path(app_ctx.config().turn.audio_dir)
+        now = time.time()
         try:
-            report = purge_answer_audio(audio_dir, older_than, dry_run=dry_run)
+            report = purge_answer_audio(audio_dir, older_than, dry_run=True, now=now)
+            marked = 0
+            if not dry_run and report.refs:
+                from results.audio import forget_audio
+
+                # Records first: a crash between the two steps leaves files nobody references, which the
+                # next purge deletes, never a record naming a file that is gone.
+                marked = forget_audio(app_ctx.store(), report.refs)
+                report = purge_answer_audio(audio_dir, older_than, now=now)
         except OSError as exc:
             fail(f"cannot purge {audio_dir}: {exc}", code=1)
             return
         verb = "would delete" if dry_run else "deleted"
         mb = report.bytes / 1_000_000
         print(f"{verb} {report.files} answer audio file(s), {mb:.1f} MB, older than {older_than:g} day(s) in {audio_dir}")
+        if not dry_run and report.files:
+            print(f"marked the audio of {marked} screening record(s) as purged")
         log.info("purge: %s %d files (%d bytes) under %s", verb, report.files, report.bytes, audio_dir)
