@@ -16,6 +16,7 @@ import codecs
 import csv
 import datetime as dt
 import itertools
+import logging
 import math
 import operator
 import os
@@ -32,6 +33,8 @@ from typing import IO, Any, Literal
 from xml.etree.ElementTree import ParseError, iterparse
 
 import phonenumbers
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FIELDS",
@@ -732,7 +735,7 @@ def _open_xlsx(p: Path) -> ContactFile:
         raise ImportFileError(p, problem)
     try:
         book = XlsxStream(p)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, ParseError) as exc:
+    except _XLSX_ERRORS as exc:
         raise ImportFileError(p, f"corrupt .xlsx workbook: {type(exc).__name__}: {exc}") from exc
     cf = ContactFile(p, "xlsx")
     cf._close.append(book)
@@ -763,7 +766,7 @@ def _xlsx_rows(p: Path, rows: Iterator[tuple[int, list[object]]]) -> Iterator[tu
     try:
         for n, cells in rows:
             yield n, cells
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, ParseError) as exc:
+    except _XLSX_ERRORS as exc:
         raise ImportFileError(p, f"corrupt .xlsx workbook after row {n}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -779,6 +782,11 @@ _MAIN_NS = ("http://schemas.openxmlformats.org/spreadsheetml/2006/main", "http:/
 # Built-in number formats that are dates (14-17, 22) and the CJK-locale date formats (27-36, 50-58).
 _BUILTIN_DATE_FORMATS = frozenset([14, 15, 16, 17, 22, *range(27, 37), *range(50, 59)])
 _MAX_COLUMNS = 16384
+_MAX_DATE_SERIAL = 2958465  # 9999-12-31, Excel's last date
+# What a damaged workbook raises while it is read; reported as a corrupt .xlsx.
+_XLSX_ERRORS = (
+    zipfile.BadZipFile, KeyError, IndexError, ValueError, OverflowError, OSError, EOFError, ParseError,
+)
 
 
 def _local(tag: str) -> str:
@@ -942,10 +950,18 @@ class XlsxStream:
                                 value = float(raw)
                             else:
                                 value = int(raw)
-                            if date_styles and int(el.get("s", "0")) in date_styles:
+                            # a number too large for a date (a phone number in a date-formatted column) stays
+                            # a number, as Excel shows it (#####) rather than failing
+                            if (date_styles and int(el.get("s", "0")) in date_styles
+                                    and 0 <= value <= _MAX_DATE_SERIAL):
                                 value = from_excel(value, epoch)
                         elif kind == "s":
-                            value = strings[int(raw)]
+                            index = int(raw)
+                            if not 0 <= index < len(strings):
+                                raise ValueError(
+                                    f"cell {ref or col} names shared string {index}, the workbook has {len(strings)}"
+                                )
+                            value = strings[index]
                         elif kind == "b":
                             value = raw == "1"
                         else:  # inlineStr, str (formula result), e (error like #N/A), d (ISO date)
@@ -981,8 +997,10 @@ def _column_index(letters: str) -> int:
 class RejectsWriter:
     """Writes rejected rows in the input's format: 行号, the original columns, 错误原因.
 
-    Rows go to a hidden temporary file beside the target; `commit()` moves it into place (only when there
-    were rejects), `discard()` removes it. So an interrupted import never leaves a half-written rejects file.
+    Rows go to a hidden temporary file beside the target; `finish()` completes that file (call it before the
+    store commits, so a full disk or a read-only folder fails the import, not the rejects file), `commit()`
+    moves it into place (only when there were rejects), `discard()` removes it. So an interrupted import never
+    leaves a half-written rejects file.
     """
 
     def __init__(self, path: str | os.PathLike[str], source: ContactFile) -> None:
@@ -996,6 +1014,12 @@ class RejectsWriter:
         self._csv: Any = None
         self._wb: Any = None
         self._ws: Any = None
+        self._finished = False
+
+    @property
+    def temp_path(self) -> Path:
+        """The hidden file the rows are written to until `commit()`."""
+        return self._tmp
 
     def _header(self) -> list[object]:
         return ["行号", *self.headers, "错误原因"]
@@ -1009,6 +1033,8 @@ class RejectsWriter:
         ]
 
     def write(self, rej: RejectedRow) -> None:
+        if self._finished:
+            raise RuntimeError("RejectsWriter.write() after finish()")
         self.count += 1
         if self.kind == "csv":
             if self._csv is None:
@@ -1038,21 +1064,52 @@ class RejectsWriter:
                 return c
         return value
 
+    def finish(self) -> int:
+        """Complete the temporary file (flushed and closed, or the workbook saved); returns the count.
+
+        Raises OSError when it cannot be written. Calling it again does nothing.
+        """
+        if not self._finished:
+            self._finished = True
+            if self._csv_file is not None:
+                self._csv_file.close()
+            if self._wb is not None:
+                self._wb.save(self._tmp)
+        return self.count
+
     def commit(self) -> Path | None:
         """Finish the file and move it into place; returns its path, or None when nothing was rejected."""
+        self.finish()
         if self.count == 0:
             return None
-        if self._csv_file is not None:
-            self._csv_file.close()
-        if self._wb is not None:
-            self._wb.save(self._tmp)
         os.replace(self._tmp, self.path)
         return self.path
 
     def discard(self) -> None:
-        if self._csv_file is not None:
-            self._csv_file.close()
-        self._tmp.unlink(missing_ok=True)
+        """Remove the temporary file. Never raises: it runs while another error is being reported."""
+        try:
+            if self._csv_file is not None and not self._csv_file.closed:
+                self._csv_file.close()
+        except OSError as exc:  # e.g. the disk is full when the last rows are flushed
+            log.warning("closing %s failed: %s", self._tmp, exc)
+        if self._ws is not None:  # openpyxl's write-only sheet streams rows into a temporary file of its own
+            writer = getattr(self._ws, "_writer", None)
+            try:
+                if not self._ws.closed:
+                    self._ws.close()
+            except Exception as exc:  # already half-closed by a failed save: only its file is left to remove
+                log.debug("closing the rejects worksheet failed: %s", exc)
+            out = getattr(writer, "out", None)
+            if isinstance(out, str) and os.path.isfile(out):
+                try:
+                    os.remove(out)
+                except OSError as exc:
+                    log.warning("cannot remove %s: %s", out, exc)
+        try:
+            if self._tmp.is_file():
+                self._tmp.unlink()
+        except OSError as exc:
+            log.warning("cannot remove %s: %s", self._tmp, exc)
 
 
 _ILLEGAL_XML_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")

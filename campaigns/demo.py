@@ -55,8 +55,22 @@ class DemoResult:
     virtual_end: dt.datetime
 
 
+class DemoDirError(db.CampaignError):
+    """The demo folder holds a store with real work in it; the demo will not replace it."""
+
+
 def fresh_store(directory: Path) -> str:
-    """Remove a previous demo store and outputs in `directory`; return the new store's URL."""
+    """Remove a previous demo store and outputs in `directory`; return the new store's URL.
+
+    Raises:
+        DemoDirError: `directory/outreach.db` holds more than a previous demo (it is left untouched).
+    """
+    why = db.non_demo_data(directory / "outreach.db")
+    if why is not None:
+        raise DemoDirError(
+            f"{directory / 'outreach.db'} is not a previous demo store ({why}); the demo replaces its store, "
+            "so give it another --dir"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("outreach.db", "outreach.db-wal", "outreach.db-shm"):
         (directory / name).unlink(missing_ok=True)

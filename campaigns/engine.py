@@ -141,6 +141,7 @@ class CampaignEngine:
         self._infos: dict[int, db.CampaignInfo] = {}
         self._completed: list[str] = []
         self._check: set[int] = set()  # campaigns that may have run out of work: check for completion
+        self._stopping = False  # set by drain(): no new calls from here on
 
     # ------------------------------------------------------------------ runtime state
 
@@ -189,8 +190,11 @@ class CampaignEngine:
 
     # ------------------------------------------------------------------ recovery
 
-    def recover(self) -> int:
-        """Interrupt what a previous run of this worker (or a dead worker) left in flight."""
+    def recover(self, *, include_own: bool = True) -> int:
+        """Interrupt what a previous run of this worker (or a dead worker) left in flight.
+
+        `include_own=False`: only other workers' claims older than the lease (a worker that died and
+        was not restarted); used periodically while this worker runs, its own claims being live."""
         now = self.clock.now()
         stale = now - dt.timedelta(seconds=self.settings.lease_s)
 
@@ -204,7 +208,8 @@ class CampaignEngine:
             d = decide(facts, policy, windows)
             return self._finish_from(rec.claim, "interrupted", facts.ended_at, None, None, "worker restarted", d, [])
 
-        n = db.recover_claims(self.store, worker=self.settings.worker, stale_before=stale, now=now, decide=route)
+        n = db.recover_claims(self.store, worker=self.settings.worker, stale_before=stale, now=now, decide=route,
+                              include_own=include_own)
         self.stats.recovered += n
         return n
 
@@ -212,6 +217,8 @@ class CampaignEngine:
 
     async def step(self) -> dt.datetime | None:
         """Run one slice starting now. Returns when the engine wants to run next (None: nothing left)."""
+        if self._stopping:
+            return None
         self.stats.steps += 1
         now = self.clock.now()
         slice_end = now + dt.timedelta(seconds=self.settings.slice_s)
@@ -323,6 +330,8 @@ class CampaignEngine:
         for cid, flying in self._inflight.items():
             keep: list[InFlight] = []
             for fl in flying:
+                if fl.report is None and fl.task is not None and fl.task.cancelled():
+                    continue  # interrupted at shutdown: still `dialing` in the store, see drain()
                 if fl.report is None and fl.task is not None and fl.task.done():
                     fl.report = fl.task.result()
                 if fl.report is not None and fl.report.ended_at <= now:
@@ -431,10 +440,34 @@ class CampaignEngine:
             self.clock.advance_to(target)
         self._write_finished(self.clock.now())
 
-    async def drain(self) -> None:
-        """Wait for calls in flight (wall clock) and write them; used at shutdown."""
-        tasks = [fl.task for fl in (f for v in self._inflight.values() for f in v) if fl.task is not None]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+    async def drain(self, interrupt: asyncio.Event | None = None) -> int:
+        """Shutdown: start no new calls, wait for the calls in flight (wall clock) and write them.
+
+        When `interrupt` is set meanwhile, the calls still in progress are cancelled and recorded as
+        `interrupted` (retried per policy, like after a crash). Returns how many were interrupted.
+        """
+        self._stopping = True
+        pending = {fl.task for fl in (f for v in self._inflight.values() for f in v)
+                   if fl.task is not None and not fl.task.done()}
+        waiter: asyncio.Task[bool] | None = asyncio.ensure_future(interrupt.wait()) if interrupt is not None else None
+        try:
+            while pending:
+                if waiter is None:
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    break
+                done, _ = await asyncio.wait({*pending, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                pending -= done
+                if waiter in done:
+                    for t in pending:
+                        t.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    break
+        finally:
+            if waiter is not None and not waiter.done():
+                waiter.cancel()
+        cancelled = sum(1 for v in self._inflight.values() for f in v if f.task is not None and f.task.cancelled())
         far = self.clock.now() + dt.timedelta(days=1)
-        self._write_finished(far)
+        self._write_finished(far)  # drops the cancelled calls from memory; their rows are still `dialing`
+        if cancelled:
+            self.recover()  # this worker's attempts still `dialing` become interrupted
+        return cancelled

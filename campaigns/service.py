@@ -121,8 +121,13 @@ async def serve(
     reminder_sweep: ReminderSweep | None = None,
     reminder_every_s: float = 300.0,
     on_tick: Callable[[CampaignEngine], None] | None = None,
+    interrupt: asyncio.Event | None = None,
+    lease_sweep_s: float = 60.0,
 ) -> None:
-    """Run the dialer loop on the wall (or scaled) clock under APScheduler until `stop` is set."""
+    """Run the dialer loop on the wall (or scaled) clock under APScheduler until `stop` is set.
+
+    Then no new call starts and the calls in progress end normally, unless `interrupt` is set
+    meanwhile: those calls are cut and recorded as `interrupted` (retried per policy)."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     engine.recover()
@@ -150,6 +155,14 @@ async def serve(
         except Exception:
             log.exception("reminder sweep failed")
 
+    def sweep_leases() -> None:
+        # A worker that died and was not restarted leaves its claims `dialing`; take them over once
+        # their lease has run out, so its contacts are retried and the campaign can complete.
+        try:
+            engine.recover(include_own=False)
+        except Exception:
+            log.exception("lease sweep failed; retrying later")
+
     def watch_windows() -> None:
         now = engine.clock.now()
         for cid, rt in list(engine._runtimes.items()):
@@ -161,6 +174,7 @@ async def serve(
     scheduler.add_job(tick, "interval", seconds=tick_s, max_instances=1, coalesce=True, id="dialer",
                       next_run_time=dt.datetime.now(dt.UTC))
     scheduler.add_job(sweep, "interval", seconds=reminder_every_s, max_instances=1, coalesce=True, id="reminders")
+    scheduler.add_job(sweep_leases, "interval", seconds=lease_sweep_s, max_instances=1, coalesce=True, id="leases")
     scheduler.add_job(watch_windows, "interval", seconds=30, max_instances=1, coalesce=True, id="windows",
                       next_run_time=dt.datetime.now(dt.UTC))
     scheduler.start()
@@ -168,4 +182,4 @@ async def serve(
         await stop.wait()
     finally:
         scheduler.shutdown(wait=False)
-        await engine.drain()
+        await engine.drain(interrupt)

@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -205,7 +206,14 @@ def _compose(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
             out: dict[str, Any] = {}
             for k, v in n.value:
                 key = str(k.value)
-                lines[(*path, key)] = k.start_mark.line + 1
+                line = k.start_mark.line + 1
+                if key in out:
+                    dotted = ".".join((*path, key))
+                    raise ConfigError(
+                        f"{source}:{line}: duplicate key '{dotted}' (first at line {lines[(*path, key)]}); "
+                        "keep only one"
+                    )
+                lines[(*path, key)] = line
                 out[key] = walk(v, (*path, key))
             return out
         if isinstance(n, yaml.SequenceNode):
@@ -255,8 +263,13 @@ def _check_keys(data: Mapping[str, Any], path: tuple[str, ...], lines: dict[tupl
             _check_keys(value, full, lines, source)
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Turn `OUTREACH_A__B=value` variables into a nested dict; values are parsed as YAML scalars."""
+def _env_overrides(
+    environ: Mapping[str, str], names: dict[tuple[str, ...], str] | None = None
+) -> dict[str, Any]:
+    """Turn `OUTREACH_A__B=value` variables into a nested dict; values are parsed as YAML scalars.
+
+    `names`, when given, receives key path -> variable name, so errors can name the variable.
+    """
     out: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
@@ -279,6 +292,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         for p in parts[:-1]:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
+        if names is not None:
+            names[tuple(parts)] = name
     return out
 
 
@@ -302,12 +317,18 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
-def _format_validation(exc: ValidationError, lines: dict[tuple[str, ...], int], source: str) -> str:
+def _format_validation(
+    exc: ValidationError,
+    lines: dict[tuple[str, ...], int],
+    source: str,
+    env_names: Mapping[tuple[str, ...], str] | None = None,
+) -> str:
     msgs = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
+        env = next((env_names[loc[:i]] for i in range(len(loc), 0, -1) if env_names and loc[:i] in env_names), None)
         line = lines.get(loc)
-        at = f"{source}:{line}" if line else source
+        at = f"environment variable {env}" if env else f"{source}:{line}" if line else source
         msgs.append(f"{at}: '{'.'.join(loc)}': {err['msg']}")
     return "invalid configuration:\n  " + "\n  ".join(msgs)
 
@@ -356,14 +377,35 @@ def load_config(
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(loaded).__name__}")
         _check_keys(loaded, (), lines, source)
+        _check_url_password(loaded, lines, source)
         data = loaded
-    data = _merge(data, _env_overrides(environ))
+    env_names: dict[tuple[str, ...], str] = {}
+    data = _merge(data, _env_overrides(environ, env_names))
     if overrides:
         data = _merge(data, overrides)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, lines, source)) from exc
+        raise ConfigError(_format_validation(exc, lines, source, env_names)) from exc
+
+
+def _check_url_password(data: Mapping[str, Any], lines: dict[tuple[str, ...], int], source: str) -> None:
+    """A database password is a secret too: it must come from OUTREACH_DATABASE__URL, not from a file."""
+    section = data.get("database")
+    url = section.get("url") if isinstance(section, Mapping) else None
+    if not isinstance(url, str):
+        return
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return  # not URL-shaped: validation and the store report it
+    if password:
+        line = lines.get(("database", "url"))
+        at = f"{source}:{line}" if line else source
+        raise ConfigError(
+            f"{at}: 'database.url' carries a password, a secret that must not be stored in a file; "
+            f"set {ENV_PREFIX}DATABASE__URL instead"
+        )
 
 
 def masked_dump(cfg: Config) -> dict[str, Any]:

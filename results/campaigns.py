@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, exists, func, insert, or_, select, update
@@ -221,7 +224,15 @@ def create_campaign(
             raise CampaignError(f"a campaign named {name!r} already exists")
         q = select(Resident.id, Resident.tags)
         if source_files:
-            q = q.where(Resident.source_file.in_(list(source_files)))
+            stored = [f for (f,) in s.execute(select(Resident.source_file).distinct())]
+            matched = _match_source_files(stored, source_files)
+            if not matched:
+                known = ", ".join(sorted(stored)[:10]) or "none"
+                raise CampaignError(
+                    f"campaign {name!r}: no residents were imported from {', '.join(source_files)} "
+                    f"(imported files: {known})"
+                )
+            q = q.where(Resident.source_file.in_(matched))
         if communities:
             q = q.where(Resident.community.in_(list(communities)))
         wanted = set(tags)
@@ -246,6 +257,23 @@ def create_campaign(
     return info, len(ids)
 
 
+def _match_source_files(stored: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    """The stored `source_file` values that name one of the wanted files.
+
+    Imports record the path as given on their command line; `--file` may name the file the same way,
+    by its absolute path, or by its bare file name (`residents.xlsx` matches `/data/2026/residents.xlsx`).
+    """
+    out: list[str] = []
+    for s in stored:
+        for w in wanted:
+            if s == w or (os.sep not in w and os.path.basename(s) == w) or (
+                os.sep in w and os.path.abspath(s) == os.path.abspath(w)
+            ):
+                out.append(s)
+                break
+    return out
+
+
 def get_campaign(store: Store, name: str) -> CampaignInfo:
     with store.session() as s:
         return CampaignInfo.of(_campaign(s, name))
@@ -256,11 +284,20 @@ def list_campaigns(store: Store) -> list[CampaignInfo]:
         return [CampaignInfo.of(c) for c in s.scalars(select(Campaign).order_by(Campaign.id))]
 
 
-def set_state(store: Store, name: str, new_state: str, *, now: dt.datetime, actor: str = "") -> CampaignInfo:
+def set_state(
+    store: Store,
+    name: str,
+    new_state: str,
+    *,
+    now: dt.datetime,
+    actor: str = "",
+    from_states: Sequence[str] | None = None,
+) -> CampaignInfo:
     """Move a campaign along draft → running ⇄ paused → completed/cancelled (one transaction).
 
     Starting skips do-not-call contacts; cancelling skips every contact not yet finished (calls in
-    flight end normally and are then not retried).
+    flight end normally and are then not retried). `from_states` narrows the allowed current states
+    (`start` only from draft, `resume` only from paused).
 
     Raises:
         CampaignNotFound, CampaignError: unknown campaign or a transition that is not allowed.
@@ -273,6 +310,10 @@ def set_state(store: Store, name: str, new_state: str, *, now: dt.datetime, acto
         if new_state not in TRANSITIONS.get(old, frozenset()):
             allowed = ", ".join(sorted(TRANSITIONS.get(old, frozenset()))) or "none"
             raise CampaignError(f"campaign {name!r} is {old}; it cannot become {new_state} (allowed: {allowed})")
+        if from_states is not None and old not in from_states:
+            raise CampaignError(
+                f"campaign {name!r} is {old}; this command only applies to a {' or '.join(from_states)} campaign"
+            )
         camp.state = new_state
         if new_state == CampaignState.running and camp.started_at is None:
             camp.started_at = now
@@ -577,16 +618,19 @@ def _write_finishes(s: Session, todo: Sequence[Finish], cancelled: set[int]) -> 
         s.execute(insert(Escalation), esc_rows)
     # A screening completed by the robot settles the callbacks that resident asked for in this campaign.
     done_after_callback = [f for f in todo if f.dialog_outcome == "completed" and f.claim.attempt_no > 1]
-    if done_after_callback:
+    by_campaign: dict[int, list[Finish]] = {}
+    for f in done_after_callback:
+        by_campaign.setdefault(f.claim.campaign_id, []).append(f)
+    for campaign_id, done in by_campaign.items():  # per campaign: a resident's callback in another stays open
         s.execute(
             update(Escalation)
             .where(
-                Escalation.resident_id.in_([f.claim.resident_id for f in done_after_callback]),
-                Escalation.campaign_id.in_({f.claim.campaign_id for f in done_after_callback}),
+                Escalation.resident_id.in_([f.claim.resident_id for f in done]),
+                Escalation.campaign_id == campaign_id,
                 Escalation.kind == "callback_requested",
                 Escalation.status == "open",
             )
-            .values(status="closed", result="robot_called_back", closed_at=max(f.ended_at for f in todo))
+            .values(status="closed", result="robot_called_back", closed_at=max(f.ended_at for f in done))
             .execution_options(synchronize_session=False)
         )
     dnc = [f for f in todo if f.do_not_call]
@@ -619,17 +663,23 @@ def recover_claims(
     stale_before: dt.datetime,
     now: dt.datetime,
     decide: Callable[[Recovered], Finish],
+    include_own: bool = True,
 ) -> int:
     """Turn attempts left `dialing` by this worker (any age) or by any worker before `stale_before`
-    into `interrupted`, and route their contacts with `decide` (the retry policy). One transaction."""
+    into `interrupted`, and route their contacts with `decide` (the retry policy). One transaction.
+
+    `include_own=False` (the periodic lease sweep of a running worker) leaves this worker's own
+    claims alone: they are live calls."""
     with store.session() as s:
+        stale = CampaignContact.claimed_at < stale_before
+        if include_own:
+            who = or_(CampaignContact.claimed_by == worker, stale)
+        else:
+            who = and_(or_(CampaignContact.claimed_by.is_(None), CampaignContact.claimed_by != worker), stale)
         q = (
             select(CampaignContact, Resident)
             .join(Resident, Resident.id == CampaignContact.resident_id)
-            .where(
-                CampaignContact.state == ContactState.dialing,
-                or_(CampaignContact.claimed_by == worker, CampaignContact.claimed_at < stale_before),
-            )
+            .where(CampaignContact.state == ContactState.dialing, who)
         )
         if store.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True, of=CampaignContact)
@@ -675,6 +725,39 @@ def recover_claims(
         audit(s, "campaign.recover", {"worker": worker, "interrupted": len(finishes)}, at=now)
     log.warning("recovered %d interrupted attempts (worker %s)", len(finishes), worker)
     return len(finishes)
+
+
+# ----------------------------------------------------------------------------- demo stores
+
+
+def non_demo_data(path: Path) -> str | None:
+    """What in the SQLite file `path` is not demo data (None: a demo store, an empty one, or no file).
+
+    `outreach demo` replaces its store; this keeps it from replacing a store that holds real work.
+    """
+    if not path.exists():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return f"it cannot be opened as a store ({exc})"
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return None
+        if not {"campaigns", "residents"} <= tables:
+            return "it is not an outreach demo store"
+        other = con.execute("SELECT count(*) FROM campaigns WHERE name != ?", ("demo",)).fetchone()[0]
+        if other:
+            return f"it holds {other} campaigns other than the demo"
+        real = con.execute("SELECT count(*) FROM residents WHERE source_file != ?", ("synthetic",)).fetchone()[0]
+        if real:
+            return f"it holds {real} imported (not synthetic) residents"
+        return None
+    except sqlite3.Error as exc:
+        return f"it cannot be read as a store ({exc})"
+    finally:
+        con.close()
 
 
 # ----------------------------------------------------------------------------- residents (synthetic)

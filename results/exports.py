@@ -14,13 +14,14 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from sqlalchemy import select
 
 from results.masking import mask_national_id, mask_phone
@@ -222,8 +223,9 @@ def _atomic_target(out: Path) -> tuple[Path, Path]:
     return out, Path(tmp)
 
 
-def write_csv(out: Path, table: Table) -> int:
-    """UTF-8 with a BOM, so Excel opens the Chinese headers correctly."""
+def write_csv(out: Path, table: Table, *, before_publish: Callable[[int], None] | None = None) -> int:
+    """UTF-8 with a BOM, so Excel opens the Chinese headers correctly. `before_publish(rows)` runs after
+    the data is written and before the file appears under its name (if it raises, no file appears)."""
     out, tmp = _atomic_target(out)
     n = 0
     try:
@@ -233,6 +235,8 @@ def write_csv(out: Path, table: Table) -> int:
             for row in table.rows:
                 w.writerow(row)
                 n += 1
+        if before_publish is not None:
+            before_publish(n)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -252,7 +256,22 @@ def _sheet_name(title: str, used: set[str]) -> str:
     return name
 
 
-def write_xlsx(out: Path, tables: Sequence[Table]) -> int:
+def _xlsx_row(ws: Any, row: Sequence[Any]) -> list[Any]:
+    """Cells for one row. Text that starts with "=" stays text: openpyxl would store it as a formula
+    (a resident list cell like `=HYPERLINK(...)` must not become a live formula in an export)."""
+    out: list[Any] = []
+    for v in row:
+        if isinstance(v, str) and v.startswith("="):
+            cell = WriteOnlyCell(ws, value=v)
+            cell.data_type = "s"
+            out.append(cell)
+        else:
+            out.append(v)
+    return out
+
+
+def write_xlsx(out: Path, tables: Sequence[Table], *, before_publish: Callable[[int], None] | None = None) -> int:
+    """One sheet per table; `before_publish` as in write_csv."""
     out, tmp = _atomic_target(out)
     n = 0
     try:
@@ -262,9 +281,11 @@ def write_xlsx(out: Path, tables: Sequence[Table]) -> int:
             ws = wb.create_sheet(_sheet_name(t.title, used))
             ws.append(t.headers)
             for row in t.rows:
-                ws.append(list(row))
+                ws.append(_xlsx_row(ws, row))
                 n += 1
         wb.save(tmp)
+        if before_publish is not None:
+            before_publish(n)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -297,15 +318,23 @@ def export(
         tables = [attempts_table(store, campaign_id, tz, unmasked=unmasked)]
     else:
         tables = escalation_tables(store, campaign_id, tz, unmasked=unmasked, per_community=fmt == "xlsx")
-    try:
-        n = write_csv(out, tables[0]) if fmt == "csv" else write_xlsx(out, tables)
-    except OSError as exc:
-        raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from exc
-    if unmasked:
+
+    def audit_unmasked(n: int) -> None:
+        # Recorded before the unmasked file appears: there is never an unmasked export without its audit row.
         with store.session() as s:
             s.add(AuditLog(
                 action="export.unmasked", actor=actor or os.environ.get("USER", ""),
-                details={"campaign": campaign, "what": what, "format": fmt, "file": str(out), "rows": n},
+                details={"campaign": campaign, "what": what, "format": fmt, "file": str(out.expanduser().absolute()),
+                         "rows": n},
             ))
+
+    hook = audit_unmasked if unmasked else None
+    try:
+        if fmt == "csv":
+            n = write_csv(out, tables[0], before_publish=hook)
+        else:
+            n = write_xlsx(out, tables, before_publish=hook)
+    except OSError as exc:
+        raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from exc
     log.info("exported %d %s rows of campaign %s to %s", n, what, campaign, out)
     return n

@@ -184,7 +184,8 @@ def import_residents(
         default_community: the community of new residents whose rows name none (stored residents and
             earlier rows of the same phone keep theirs).
         actor: who imported (recorded in the audit log).
-        rejected: called once after `rows` is exhausted; returns how many rows the reader rejected.
+        rejected: called once after `rows` is exhausted, inside the transaction; returns how many rows the
+            reader rejected. If it raises (e.g. the rejects file cannot be completed), nothing is imported.
         progress: called after every batch with the number of rows consumed so far.
         batch_size: rows per upsert statement.
 

@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     try:
         u = make_url(url)
     except Exception as exc:
-        raise StoreError(f"invalid database URL {url!r}: {exc}") from exc
+        raise StoreError(f"invalid database URL {_shown(url)}: {exc}") from exc
     kwargs: dict[str, Any] = {"echo": echo}
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
@@ -55,6 +56,14 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if u.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _shown(url: str) -> str:
+    """The URL for messages: its password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return repr(url)
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:
@@ -87,12 +96,22 @@ class Store:
     def __init__(self, url: str, *, echo: bool = False, migrate: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url, echo=echo)
-        if migrate:
-            upgrade(self.engine)
-        else:
-            have, want = current_revision(self.engine), head_revision()
-            if have != want:
-                raise StoreError(f"database schema is at {have!r}, this version needs {want!r}: run `outreach db upgrade`")
+        try:
+            if migrate:
+                upgrade(self.engine)
+            else:
+                have, want = current_revision(self.engine), head_revision()
+                if have != want:
+                    raise StoreError(
+                        f"database schema is at {have!r}, this version needs {want!r}: run `outreach db upgrade`"
+                    )
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise StoreError(f"cannot open the database {_shown(url)}: {reason}") from exc
+        except StoreError:
+            self.engine.dispose()
+            raise
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property

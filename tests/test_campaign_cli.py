@@ -6,8 +6,10 @@ import csv
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -20,7 +22,7 @@ from campaigns.synthetic import synthetic_residents
 from campaigns.windows import CallingWindows
 from outreach.cli import app
 from results import campaigns as db
-from results.models import CallAttempt
+from results.models import CallAttempt, CampaignContact
 from results.store import Store
 from tests.test_campaign_engine import START
 
@@ -160,3 +162,98 @@ def test_run_refuses_an_unavailable_backend(url: str, tmp_path: Path) -> None:
     cfg.write_text("telephony:\n  backend: asterisk\n", encoding="utf-8")
     res = CliRunner().invoke(app, ["--config", str(cfg), "--db", url, "run", "--virtual-time"])
     assert res.exit_code == 2 and "not available in this build" in res.output
+
+
+def test_start_only_starts_a_draft_and_resume_only_resumes_a_paused_campaign(url: str) -> None:
+    assert cli(url, "campaign", "create", "c4")[0] == 0
+    code, out = cli(url, "campaign", "resume", "c4")
+    assert code == 2 and "'c4' is draft" in out and "outreach campaign start c4" in out
+    assert db.get_campaign(Store(url), "c4").state == "draft"
+    assert cli(url, "campaign", "start", "c4")[0] == 0
+    assert cli(url, "campaign", "pause", "c4")[0] == 0
+    code, out = cli(url, "campaign", "start", "c4")
+    assert code == 2 and "'c4' is paused" in out and "outreach campaign resume c4" in out
+    assert db.get_campaign(Store(url), "c4").state == "paused"
+    assert cli(url, "campaign", "resume", "c4") == (0, "campaign 'c4' is running\n")
+
+
+def test_file_filter_matches_the_imported_path_or_its_file_name(url: str) -> None:
+    store = Store(url)
+    rows = synthetic_residents(70, seed=42)[60:]  # 10 more residents, other phones than the fixture's
+    for r in rows:
+        r["source_file"] = "/data/imports/returnees.xlsx"
+    db.add_residents(store, rows, now=START)
+    store.close()
+    code, out = cli(url, "campaign", "create", "by-name", "--file", "returnees.xlsx")
+    assert code == 0, out
+    assert "with 10 contacts" in out
+    code, out = cli(url, "campaign", "create", "by-path", "--file", "/data/imports/returnees.xlsx")
+    assert code == 0 and "with 10 contacts" in out, out
+    code, out = cli(url, "campaign", "create", "other", "--file", "other.xlsx")
+    assert code == 2
+    assert "no residents were imported from other.xlsx" in out and "/data/imports/returnees.xlsx" in out
+    code, out = cli(url, "campaign", "create", "other", "--file", "/elsewhere/returnees.xlsx")
+    assert code == 2 and "no residents were imported from /elsewhere/returnees.xlsx" in out
+
+
+def test_demo_refuses_to_replace_a_store_that_holds_real_work(url: str, tmp_path: Path) -> None:
+    assert cli(url, "campaign", "create", "real")[0] == 0
+    demo_dir = tmp_path / "var"
+    demo_dir.mkdir()
+    store_file = demo_dir / "outreach.db"
+    store_file.write_bytes(Path(url.removeprefix("sqlite:///")).read_bytes())
+    before = store_file.read_bytes()
+    res = CliRunner().invoke(app, ["demo", "--residents", "5", "--dir", str(demo_dir), "--json"])
+    assert res.exit_code == 2, res.output
+    assert "is not a previous demo store (it holds 1 campaigns other than the demo)" in res.output
+    assert store_file.read_bytes() == before
+    assert not (demo_dir / "out").exists()
+
+
+def test_a_second_sigterm_cuts_the_calls_in_progress_and_records_them_interrupted(url: str, tmp_path: Path) -> None:
+    """`outreach run` on the wall clock: the first SIGTERM stops new calls and waits for the calls in
+    progress; a second one cuts them, and they are stored as `interrupted`, to be retried."""
+    assert cli(url, "campaign", "create", "live", "--window", "daily=00:00-24:00", "--cps", "20",
+               "--max-concurrent", "8")[0] == 0
+    assert cli(url, "campaign", "start", "live")[0] == 0
+    log = tmp_path / "carrier.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outreach", "--db", url, "run", "--worker", "sig", "--tick", "0.2",
+         "--dial-log", str(log)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if log.exists() and len(log.read_text(encoding="utf-8").splitlines()) >= 8:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = err.decode()
+    assert proc.returncode == 0, text
+    assert "stopping: no new calls; waiting for" in text and "cutting the calls in progress" in text
+
+    store = Store(url)
+    with store.session() as s:
+        rows = list(s.scalars(select(CallAttempt)))
+        contacts = list(s.scalars(select(CampaignContact)))
+    store.close()
+    assert rows and all(a.outcome != "dialing" for a in rows)
+    assert all(c.state != "dialing" and c.claimed_by is None for c in contacts)
+    interrupted = [a for a in rows if a.outcome == "interrupted"]
+    assert interrupted  # no-answer calls ring 30 s: some were still in progress
+    by_contact = {c.id: c for c in contacts}
+    for a in interrupted:
+        c = by_contact[a.contact_id]
+        assert c.state == "pending" and a.ended_at is not None and c.next_attempt_at is not None
+        assert c.next_attempt_at >= a.ended_at + dt.timedelta(seconds=600)
+    dialled = [line.split("\t")[0] for line in log.read_text(encoding="utf-8").splitlines()]
+    assert len(dialled) == len(set(dialled)) and set(dialled) <= {a.channel_id for a in rows}

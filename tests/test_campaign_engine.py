@@ -311,3 +311,59 @@ def test_an_opt_out_is_honoured_by_later_campaigns(sqlite_store: Store) -> None:
         ))
     assert not dialled & opted
     assert db.campaign_status(store, "c2")["final_outcomes"]["do_not_call"] == len(opted)
+
+
+def test_the_lease_sweep_takes_over_a_dead_workers_claims_but_not_its_own(store: Store) -> None:
+    info = make_campaign(store, n=10)
+    db.set_state(store, "c1", "running", now=START)
+    slot = START + dt.timedelta(minutes=30)  # 09:00 local
+    day = slot.astimezone(SH).date()
+    dead = db.claim_due(store, campaign_id=info.id, slots=[slot] * 3, local_dates=[day] * 3, due_by=START,
+                        worker="dead", history_from=5)
+    own = db.claim_due(store, campaign_id=info.id, slots=[slot] * 2, local_dates=[day] * 2, due_by=START,
+                       worker="w1", history_from=5)
+    assert len(dead) == 3 and len(own) == 2
+    clock = VirtualClock(START + dt.timedelta(minutes=20))
+    eng = engine(store, clock)
+    assert eng.recover(include_own=False) == 0  # within the lease: the dead worker may still be calling
+    clock.advance_to(START + dt.timedelta(minutes=31))
+    assert eng.recover(include_own=False) == 3
+    with store.session() as s:
+        rows = {a.contact_id: a for a in s.scalars(select(CallAttempt))}
+        contacts = {c.id: c for c in s.scalars(select(CampaignContact))}
+    for c in dead:
+        assert rows[c.contact_id].outcome == "interrupted"
+        assert contacts[c.contact_id].state == "pending" and contacts[c.contact_id].claimed_by is None
+    for c in own:  # this worker's own calls are live: left alone
+        assert rows[c.contact_id].outcome == "dialing" and contacts[c.contact_id].state == "dialing"
+    assert eng.recover() == 2  # at a restart, its own claims are interrupted too
+
+
+def test_a_completed_screening_closes_callbacks_of_its_own_campaign_only(sqlite_store: Store) -> None:
+    """One batch finishing resident R in c1 and resident S in c2 must not close R's callback in c2."""
+    c1 = make_campaign(sqlite_store, "c1", n=2)
+    c2 = make_campaign(sqlite_store, "c2", add=False)
+    for name in ("c1", "c2"):
+        db.set_state(sqlite_store, name, "running", now=START)
+    with sqlite_store.session() as s:
+        r_id, s_id = sorted(s.scalars(select(Resident.id)))
+        for contact in s.scalars(select(CampaignContact)):
+            contact.attempts = 1  # the callback came from an earlier attempt
+        s.add(Escalation(resident_id=r_id, campaign_id=c2.id, kind="callback_requested", community="x",
+                         priority=3, status="open", reasons=["居民要求稍后回电"], notes="", created_at=START))
+    slot = START + dt.timedelta(minutes=30)
+    day = slot.astimezone(SH).date()
+    claims: dict[tuple[int, int], db.Claim] = {}
+    for info in (c1, c2):
+        for claim in db.claim_due(sqlite_store, campaign_id=info.id, slots=[slot] * 2, local_dates=[day] * 2,
+                                  due_by=START, worker="w1", history_from=5):
+            claims[(info.id, claim.resident_id)] = claim
+    ended = slot + dt.timedelta(minutes=2)
+    done = [db.Finish(claim=claims[key], outcome="answered", ended_at=ended, dialog_outcome="completed",
+                      final_outcome="completed") for key in ((c1.id, r_id), (c2.id, s_id))]
+    assert all(f.claim.attempt_no == 2 for f in done)
+    assert db.finish_attempts(sqlite_store, done, worker="w1") == 2
+    with sqlite_store.session() as s:
+        status = s.scalar(select(Escalation.status).where(Escalation.resident_id == r_id,
+                                                          Escalation.campaign_id == c2.id))
+    assert status == "open"

@@ -137,3 +137,37 @@ def test_cli_bad_config_exits_2_with_message(tmp_path: Path) -> None:
     r = run_cli("--config", str(p), "config", "show", cwd=tmp_path)
     assert r.returncode == 2
     assert "unknown key 'tts.engin'" in r.stderr
+
+
+def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
+    """A section written twice must not silently replace the first one (review of issue 3)."""
+    p = write(tmp_path, "database:\n  url: sqlite:///a.db\ntts:\n  engine: edge\ndatabase:\n  url: sqlite:///b.db\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(p, environ={})
+    assert str(exc.value) == f"{p}:5: duplicate key 'database' (first at line 1); keep only one"
+    p = write(tmp_path, "campaign:\n  retry:\n    busy_s: 600\n    busy_s: 900\n")
+    with pytest.raises(ConfigError, match=r"config.yaml:4: duplicate key 'campaign.retry.busy_s' \(first at line 3\)"):
+        load_config(p, environ={})
+
+
+def test_invalid_env_value_names_the_variable_not_the_file_line(tmp_path: Path) -> None:
+    p = write(tmp_path, "telephony:\n  ami:\n    port: 5038\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(p, environ={"OUTREACH_TELEPHONY__AMI__PORT": "abc"})
+    msg = str(exc.value)
+    assert "environment variable OUTREACH_TELEPHONY__AMI__PORT: 'telephony.ami.port'" in msg
+    assert f"{p}:3" not in msg
+
+
+def test_database_password_in_file_is_refused(tmp_path: Path) -> None:
+    p = write(tmp_path, "database:\n  url: postgresql+psycopg://outreach:hunter2@db/outreach\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(p, environ={})
+    msg = str(exc.value)
+    assert f"{p}:2: 'database.url' carries a password" in msg and "OUTREACH_DATABASE__URL" in msg
+    assert "hunter2" not in msg
+    # without a password in the file, and with the password from the environment, it loads
+    p = write(tmp_path, "database:\n  url: postgresql+psycopg://outreach@db/outreach\n")
+    assert load_config(p, environ={}).database.url == "postgresql+psycopg://outreach@db/outreach"
+    cfg = load_config(p, environ={"OUTREACH_DATABASE__URL": "postgresql+psycopg://outreach:hunter2@db/outreach"})
+    assert cfg.database.url.endswith(":hunter2@db/outreach")

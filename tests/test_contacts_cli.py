@@ -111,6 +111,52 @@ def test_duplicates_merge_through_the_cli(corpus: dict[str, Path], sqlite_url: s
     assert (z.name, z.community, z.address, z.tags) == ("张三丰", "阳光社区", "幸福路1号", ["返乡", "老人"])
 
 
+def test_rejects_folder_missing_exits_2_before_importing(corpus: dict[str, Path], sqlite_url: str, tmp_path: Path) -> None:
+    """Review of issue 3: a rejects file that cannot be written gave a traceback."""
+    target = tmp_path / "no-such-folder" / "bad.rejects.csv"
+    code, out, err = cli(sqlite_url, "contacts", "import", str(corpus["bad_phones"]), "--rejects", str(target), "--json")
+    assert code == 2 and out == ""
+    assert err == (
+        f"error: cannot write the rejects file {target}: the folder {target.parent} does not exist; "
+        "choose another place with --rejects (nothing was imported)\n"
+    )
+    assert phones(sqlite_url) == {}
+
+
+@pytest.mark.parametrize("case", ["bad_phones", "formulas"])
+def test_rejects_file_that_cannot_be_written_rolls_the_import_back(
+    corpus: dict[str, Path], sqlite_url: str, tmp_path: Path, case: str
+) -> None:
+    """Writing the rejects file fails (here: a folder squats on its temporary name). The import must end with a
+    clear message and leave the store as it was; for .xlsx the failure only comes when the workbook is saved,
+    so the rejects file has to be completed before the store commits."""
+    assert cli(sqlite_url, "contacts", "import", str(corpus["utf8"]))[0] == 0
+    before = phones(sqlite_url)
+    src = tmp_path / corpus[case].name
+    src.write_bytes(corpus[case].read_bytes())
+    target = tmp_path / f"r.rejects{src.suffix}"
+    squat = tmp_path / f".{target.name}.{os.getpid()}.tmp"  # CliRunner runs in this process
+    squat.mkdir()
+    code, out, err = cli(sqlite_url, "contacts", "import", str(src), "--rejects", str(target), "--json")
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: cannot write the rejects file {target}: ")
+    assert err.endswith("; choose another place with --rejects (nothing was imported)\n")
+    assert phones(sqlite_url) == before
+    assert not target.exists() and squat.is_dir() and list(squat.iterdir()) == []
+    squat.rmdir()
+    code, out, err = cli(sqlite_url, "contacts", "import", str(src), "--rejects", str(target), "--json")
+    assert code == 0, err
+    assert json.loads(out)["rejects_file"] == str(target) and target.is_file()
+
+
+def test_unopenable_database_exits_2_with_a_message(corpus: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "folder.db").mkdir()
+    code, out, err = cli(f"sqlite:///{tmp_path / 'folder.db'}", "contacts", "import", str(corpus["utf8"]), "--json")
+    assert code == 2 and out == ""
+    assert err == f"error: cannot open the database sqlite:///{tmp_path / 'folder.db'}: unable to open database file\n"
+    assert not (corpus["utf8"].parent / f"{corpus['utf8'].stem}.rejects.csv").exists()
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -371,6 +372,44 @@ def test_xlsx_shared_strings_rich_text_and_second_sheet(tmp_path: Path) -> None:
     with open_contacts(path) as f:
         assert f.sheet == "名单"
         assert list(f.records()) == [ContactRow(2, "+8613800138000", "张三", arrival_date=dt.date(2026, 11, 3))]
+
+
+def test_phone_column_formatted_as_dates_keeps_the_numbers(tmp_path: Path) -> None:
+    """Review of issue 3: a phone number in a date-formatted cell (Excel shows #####) raised OverflowError."""
+    path = import_corpus.write_raw_xlsx(tmp_path / "date_styled.xlsx", [
+        ["姓名", "手机号", "返回日期"],
+        ["张三", import_corpus.Num("13800138000", date=True), import_corpus.Num("46329", date=True)],
+    ])
+    assert read_all(path) == [ContactRow(2, "+8613800138000", "张三", arrival_date=dt.date(2026, 11, 3))]
+
+
+@pytest.mark.parametrize("index", ["7", "-1"])
+def test_shared_string_out_of_range_is_a_corrupt_workbook(tmp_path: Path, index: str) -> None:
+    """Review of issue 3: index 7 raised IndexError (a traceback); -1 silently read the last string."""
+    path = import_corpus.write_raw_xlsx(tmp_path / "ss.xlsx", [["姓名", "手机号"], ["张三", "13800138000"]])
+    with zipfile.ZipFile(path) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    parts["xl/worksheets/sheet1.xml"] = parts["xl/worksheets/sheet1.xml"].replace(
+        b'<c r="B2" t="inlineStr"><is><t xml:space="preserve">13800138000</t></is></c>',
+        f'<c r="B2" t="s"><v>{index}</v></c>'.encode(),
+    )
+    parts["xl/sharedStrings.xml"] = (
+        b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><si><t>a</t></si></sst>'
+    )
+    parts["xl/_rels/workbook.xml.rels"] = parts["xl/_rels/workbook.xml.rels"].replace(
+        b"</Relationships>",
+        b'<Relationship Id="rId9" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+        b'sharedStrings" Target="sharedStrings.xml"/></Relationships>',
+    )
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in parts.items():
+            z.writestr(n, data)
+    with pytest.raises(ImportFileError) as exc:
+        read_all(path)
+    assert str(exc.value) == (
+        f"{path}: corrupt .xlsx workbook after row 1: ValueError: cell B2 names shared string {index}, "
+        "the workbook has 1"
+    )
 
 
 def test_total_hint_for_progress(corpus: dict[str, Path]) -> None:

@@ -148,3 +148,37 @@ def test_a_failing_export_keeps_the_previous_file(finished: str, tmp_path: Path)
         exports.write_csv(out, exports.Table("t", ["h"], broken()))
     assert out.read_text(encoding="utf-8") == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]
+
+
+def test_text_that_looks_like_a_formula_stays_text_in_xlsx(tmp_path: Path) -> None:
+    out = tmp_path / "f.xlsx"
+    formula = '=HYPERLINK("http://example.invalid","点我")'
+    exports.write_xlsx(out, [exports.Table("t", ["姓名", "地址", "次数"], [["=1+1", formula, 3]])])
+    ws = load_workbook(out)["t"]
+    cells = list(ws.iter_rows(min_row=2, max_row=2))[0]
+    assert [(c.value, c.data_type) for c in cells] == [("=1+1", "s"), (formula, "s"), (3, "n")]
+
+
+def test_an_unmasked_export_never_appears_without_its_audit_row(finished: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(Path(finished.removeprefix("sqlite:///")).read_bytes())
+    con = sqlite3.connect(copy)
+    con.execute("DROP TABLE audit_log")  # the audit write will fail
+    con.commit()
+    con.close()
+    store = Store(f"sqlite:///{copy}", migrate=False)
+    out_dir = tmp_path / "out"
+    out = out_dir / "a.csv"
+    with pytest.raises(OperationalError, match="audit_log"):
+        exports.export(store, campaign="c1", what="attempts", fmt="csv", out=out, unmasked=True)
+    with pytest.raises(OperationalError, match="audit_log"):
+        exports.export(store, campaign="c1", what="escalations", fmt="xlsx", out=out_dir / "e.xlsx", unmasked=True)
+    assert list(out_dir.iterdir()) == []
+    # a masked export needs no audit row
+    assert exports.export(store, campaign="c1", what="attempts", fmt="csv", out=out) > 0
+    store.close()
+    assert [p.name for p in out_dir.iterdir()] == ["a.csv"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from sqlalchemy import select
 
 from campaigns.windows import CallingWindows
 from results import campaigns as db
-from results.models import CallAttempt, CampaignContact, ScreeningRecord
+from results.models import AuditLog, CallAttempt, CampaignContact, ScreeningRecord
 from results.store import Store
 from tests.conftest import ROOT
 from tests.test_campaign_engine import START, make_campaign
@@ -69,13 +70,14 @@ def test_kill_9_at_random_points_then_restart(tmp_path: Path) -> None:
     final = start_run(url, log)
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()
-    assert b"interrupted attempts recovered" in err
+    assert re.search(rb"worker w1: \d+ calls started, \d+ finished, \d+ answered, \d+ interrupted attempts recovered", err)
 
     store = Store(url)
     with store.session() as s:
         attempts = list(s.scalars(select(CallAttempt).order_by(CallAttempt.contact_id, CallAttempt.attempt_no)))
         contacts = list(s.scalars(select(CampaignContact)))
         records = list(s.scalars(select(ScreeningRecord)))
+        recoveries = list(s.scalars(select(AuditLog).where(AuditLog.action == "campaign.recover")))
     camp = db.get_campaign(store, "c1")
     store.close()
     ctx = f"kill plan {plan}"
@@ -89,6 +91,9 @@ def test_kill_9_at_random_points_then_restart(tmp_path: Path) -> None:
     assert all(a.outcome != "dialing" for a in attempts), ctx
     interrupted = [a for a in attempts if a.outcome == "interrupted"]
     assert interrupted, ctx
+    # every interrupted attempt comes from a restart's recovery (at most one per kill), none from elsewhere
+    assert 1 <= len(recoveries) <= kills, ctx
+    assert sum(r.details["interrupted"] for r in recoveries) == len(interrupted), ctx
     assert {a.channel_id for a in attempts if a.outcome != "interrupted"} <= set(dialled), ctx
     # interrupted attempts are retried per policy (600 s later) unless the contact was exhausted
     per_contact: dict[int, list[CallAttempt]] = defaultdict(list)

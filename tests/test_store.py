@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -60,3 +62,25 @@ def test_naive_datetime_is_rejected(store: Store) -> None:
 def test_bad_url_names_itself() -> None:
     with pytest.raises(StoreError, match="unsupported database"):
         Store("mysql://x@y/z")
+
+
+def test_unopenable_sqlite_file_is_a_store_error(tmp_path: Path) -> None:
+    """Review of issue 3: these gave a SQLAlchemy traceback instead of a message naming the database."""
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(StoreError, match=r"cannot open the database sqlite:///.*dir\.db: unable to open database file"):
+        Store(f"sqlite:///{tmp_path / 'dir.db'}")
+    (tmp_path / "text.db").write_text("not a database\n" * 100)
+    with pytest.raises(StoreError, match=r"cannot open the database sqlite:///.*text\.db: file is not a database"):
+        Store(f"sqlite:///{tmp_path / 'text.db'}")
+    assert (tmp_path / "text.db").read_text() == "not a database\n" * 100
+
+
+def test_unreachable_postgres_is_a_store_error_without_the_password() -> None:
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StoreError) as exc:
+        Store(f"postgresql://outreach:hunter2@127.0.0.1:{port}/outreach")
+    msg = str(exc.value)
+    assert msg.startswith(f"cannot open the database postgresql://outreach:***@127.0.0.1:{port}/outreach: ")
+    assert "hunter2" not in msg

@@ -179,11 +179,16 @@ def create(
     print(f"created campaign {info.name!r} (draft) with {n} contacts; start it with: outreach campaign start {info.name}")
 
 
-def _transition(ctx: typer.Context, name: str, state: str) -> db.CampaignInfo:
+def _transition(ctx: typer.Context, name: str, state: str, from_states: list[str] | None = None) -> db.CampaignInfo:
     try:
-        return db.set_state(get_ctx(ctx).store(), name, state, now=_now(), actor="cli")
+        return db.set_state(get_ctx(ctx).store(), name, state, now=_now(), actor="cli", from_states=from_states)
     except db.CampaignError as exc:
-        fail(str(exc))
+        msg = str(exc)
+        if from_states == ["paused"] and " is draft;" in msg:
+            msg += f"; start it with: outreach campaign start {name}"
+        elif from_states == ["draft"] and " is paused;" in msg:
+            msg += f"; continue it with: outreach campaign resume {name}"
+        fail(msg)
         raise  # unreachable: fail() exits
 
 
@@ -220,7 +225,7 @@ def _require_prompts(ctx: typer.Context, name: str) -> None:
 def start(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Start a draft campaign (calls begin when `outreach run` is running and a window is open)."""
     _require_prompts(ctx, name)
-    _transition(ctx, name, "running")
+    _transition(ctx, name, "running", ["draft"])
     print(f"campaign {name!r} is running")
 
 
@@ -235,7 +240,7 @@ def pause(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 def resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Resume a paused campaign."""
     _require_prompts(ctx, name)
-    _transition(ctx, name, "running")
+    _transition(ctx, name, "running", ["paused"])
     print(f"campaign {name!r} is running")
 
 
@@ -337,11 +342,24 @@ def run(
             await engine.run_virtual()
         else:
             stop = asyncio.Event()
+            interrupt = asyncio.Event()
+
+            def on_signal() -> None:
+                if not stop.is_set():
+                    stop.set()
+                    typer.echo(
+                        f"worker {settings.worker}: stopping: no new calls; waiting for {engine.inflight} calls in "
+                        "progress to end (Ctrl-C or SIGTERM again cuts them; they are retried later)", err=True,
+                    )
+                elif not interrupt.is_set():
+                    interrupt.set()
+                    typer.echo(f"worker {settings.worker}: cutting the calls in progress", err=True)
+
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal)
             await serve(engine, stop=stop, tick_s=tick, exit_when_complete=exit_when_complete,
-                        reminder_sweep=default_reminder_sweep(store))
+                        reminder_sweep=default_reminder_sweep(store), interrupt=interrupt)
         await telephony.close()
 
     asyncio.run(main())

@@ -92,6 +92,11 @@ def import_cmd(
             fail(f"--rejects {rejects_path}: the rejects file has the input's format, name it .{source.kind}")
         if rejects_path.resolve() == file.resolve():
             fail(f"--rejects {rejects_path}: must not be the input file")
+        if not rejects_path.parent.is_dir():  # fail before reading the file, not after a long import
+            fail(
+                f"cannot write the rejects file {rejects_path}: the folder {rejects_path.parent} does not exist; "
+                "choose another place with --rejects (nothing was imported)"
+            )
         store = get_ctx(ctx).store()
         writer = RejectsWriter(rejects_path, source)
 
@@ -113,7 +118,9 @@ def import_cmd(
                     source_file=str(file),
                     default_community=(community or "").strip(),
                     actor=_actor(),
-                    rejected=lambda: writer.count,
+                    # the rejects file is completed inside the import's transaction: if it cannot be
+                    # written, nothing is imported
+                    rejected=writer.finish,
                     progress=progress,
                 )
         except ImportFileError as exc:
@@ -124,10 +131,27 @@ def import_cmd(
             writer.discard()
             fail(f"import of {file} failed, the store is unchanged: {exc}", code=EXIT_STORE_FAILED)
             return
+        except OSError as exc:  # writing the rejects file (a read-only folder, a full disk) or reading the input
+            writer.discard()
+            if exc.filename is not None and Path(exc.filename) == writer.temp_path:
+                fail(
+                    f"cannot write the rejects file {rejects_path}: {exc.strerror or exc}; "
+                    "choose another place with --rejects (nothing was imported)"
+                )
+            fail(f"{exc.filename or file}: {exc.strerror or exc} (nothing was imported)")
+            return
         except BaseException:
             writer.discard()
             raise
-        written = writer.commit()
+        try:
+            written = writer.commit()
+        except OSError as exc:
+            fail(
+                f"the residents were imported, but the rejects file could not be moved to {rejects_path}: "
+                f"{exc.strerror or exc}; the rejected rows are in {writer.temp_path}",
+                code=EXIT_STORE_FAILED,
+            )
+            return
     finally:
         source.close()
     if as_json:
