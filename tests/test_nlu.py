@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -15,38 +13,16 @@ from dialogs.nlu.temperature import find_temperature, normalize_numbers, parse_t
 from dialogs.nlu.timeparse import is_time_only, parse_callback_time
 from dialogs.nlu.types import TEMPERATURE_INTENTS, YES_NO_INTENTS, Expectation, NluResult
 from outreach.config import NluConfig
+from tests.nlu_sets import DATA_DIR, Row, load_rows
 
-DATA = Path(__file__).parent / "data" / "nlu_labelled.tsv"
+DATA = DATA_DIR / "nlu_labelled.tsv"
 YES_NO = Expectation("yes_no")
 TEMP = Expectation("temperature")
 
 
-@dataclass(frozen=True)
-class Row:
-    line: int
-    category: str
-    expect: str
-    text: str
-    intent: str
-    value: str
 
 
-def load_rows() -> list[Row]:
-    rows: list[Row] = []
-    category = ""
-    for no, raw in enumerate(DATA.read_text(encoding="utf-8").splitlines(), 1):
-        if raw.startswith("# category:"):
-            category = raw.split(":", 1)[1].strip()
-            continue
-        if not raw.strip() or raw.startswith("#"):
-            continue
-        parts = raw.split("\t")
-        assert len(parts) == 4, f"{DATA.name}:{no}: expected 4 tab-separated columns, got {len(parts)}"
-        rows.append(Row(no, category, *parts))
-    return rows
-
-
-ROWS = load_rows()
+ROWS = load_rows(DATA)
 NLU = BuiltinNlu()
 
 

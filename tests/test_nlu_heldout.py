@@ -9,48 +9,22 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dialogs.nlu import BuiltinNlu
 from dialogs.nlu.types import TEMPERATURE_INTENTS, YES_NO_INTENTS, Expectation
+from tests.nlu_sets import DATA_DIR, Row, load_rows
 
-DATA = Path(__file__).parent / "data" / "nlu_heldout.tsv"
+DATA = DATA_DIR / "nlu_heldout.tsv"
 TARGET = {"yes_no": 0.97, "temperature": 0.95}
 NLU = BuiltinNlu()
 
 
-@dataclass(frozen=True)
-class Row:
-    line: int
-    category: str
-    expect: str
-    text: str
-    intent: str
-    value: str
 
 
-def load_rows() -> list[Row]:
-    rows: list[Row] = []
-    category = ""
-    for no, raw in enumerate(DATA.read_text(encoding="utf-8").splitlines(), 1):
-        if raw.startswith("# category:"):
-            category = raw.split(":", 1)[1].strip()
-            continue
-        if not raw.strip() or raw.startswith("#"):
-            continue
-        parts = raw.split("\t")
-        if len(parts) != 4:
-            raise ValueError(f"{DATA.name}:{no}: expected 4 tab-separated columns, got {len(parts)}")
-        expect, text, intent, value = parts
-        rows.append(Row(no, category, expect, text, intent, value))
-    return rows
-
-
-ROWS = load_rows()
+ROWS = load_rows(DATA)
 
 
 def cli_reading(text: str, expect: str) -> tuple[str, Any]:
