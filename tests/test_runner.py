@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from asr.base import ScriptedRecognizer
+from asr.base import Recognizer, ScriptedRecognizer
 from asr.dtmf import digit_tone
 from dialer.memory import MemoryCaller, memory_media_pair
 from dialogs.nlu.builtin import BuiltinNlu
@@ -61,9 +61,24 @@ async def call(
     period: float = PERIOD,
     **settings: object,
 ) -> tuple[RunReport, MemoryCaller, ScriptedRecognizer]:
+    """Run the default script over an in-memory call with a scripted recognizer double."""
+    asr = ScriptedRecognizer(replies, delay_s=0.08 * period / 0.02)  # ~80 ms final-result latency, scaled
+    report, caller = await call_with(script, resident, asr, tmp_path, period=period, **settings)
+    return report, caller, asr
+
+
+async def call_with(
+    script: Script,
+    resident: Resident,
+    asr: Recognizer,
+    tmp_path: Path,
+    *,
+    period: float = PERIOD,
+    **settings: object,
+) -> tuple[RunReport, MemoryCaller]:
+    """Run the default script over an in-memory call with the given recognizer."""
     session = script.new_session({"name": "张三"}, BuiltinNlu())
     media, caller = memory_media_pair("call-1", frame_period_s=period)
-    asr = ScriptedRecognizer(replies, delay_s=0.08 * period / 0.02)  # ~80 ms final-result latency, scaled
     cfg = RunnerSettings(frame_period_s=period, audio_dir=str(tmp_path / "answers"), **settings)  # type: ignore[arg-type]
     caller.start()
     task = asyncio.create_task(resident(caller))
@@ -74,7 +89,7 @@ async def call(
     finally:
         task.cancel()
         await caller.stop()
-    return report, caller, asr
+    return report, caller
 
 
 def answers(report: RunReport) -> dict[str, object]:
@@ -339,19 +354,8 @@ async def test_recognition_failure_does_not_deafen_the_call(script: Script, spee
         await c.wait_for_prompt(min_frames=5)
         await c.hangup()
 
-    session = script.new_session({"name": "张三"}, BuiltinNlu())
-    media, caller = memory_media_pair("call-1", frame_period_s=PERIOD)
     asr = VoskServerRecognizer(f"ws://127.0.0.1:{port}", connect_timeout_s=2.0)
-    cfg = RunnerSettings(frame_period_s=PERIOD, audio_dir=str(tmp_path / "answers"), media_timeout_s=3.0)
-    caller.start()
-    task = asyncio.create_task(resident(caller))
-    try:
-        async with asyncio.timeout(30):
-            report = await run_dialog(session, media, asr, prompt_audio, cfg)
-        await asyncio.wait_for(task, 5)
-    finally:
-        task.cancel()
-        await caller.stop()
+    report, _ = await call_with(script, resident, asr, tmp_path, media_timeout_s=3.0)
     assert report.hangup_by == "caller"
     first, second = report.turns[0], report.turns[1]
     assert (first["node"], first["kind"], first["text"], first["confidence"]) == ("greeting", "speech", "", 0.0)
@@ -410,19 +414,8 @@ async def test_a_key_pressed_while_the_robot_thinks_does_not_answer_the_next_que
         await c.wait_for_prompt(min_frames=5)
         await c.hangup()
 
-    session = script.new_session({"name": "张三"}, BuiltinNlu())
-    media, caller = memory_media_pair("call-1", frame_period_s=PERIOD)
     asr = ScriptedRecognizer(["是的", "没有"], delay_s=1.0 * PERIOD / 0.02)  # a slow final result: 1 s
-    cfg = RunnerSettings(frame_period_s=PERIOD, audio_dir=str(tmp_path / "answers"))
-    caller.start()
-    task = asyncio.create_task(resident(caller))
-    try:
-        async with asyncio.timeout(30):
-            report = await run_dialog(session, media, asr, prompt_audio, cfg)
-        await asyncio.wait_for(task, 5)
-    finally:
-        task.cancel()
-        await caller.stop()
+    report, _ = await call_with(script, resident, asr, tmp_path)
     assert [(t["node"], t["kind"], t["text"]) for t in report.turns] == [
         ("greeting", "speech", "是的"),
         ("symptoms", "speech", "没有"),
