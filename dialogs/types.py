@@ -162,6 +162,7 @@ class ScreeningResult:
     reminder_needed: bool = False
     escalate_human: bool = False  # a rule routed this record to a human callback
     opt_out: bool = False
+    scam_suspected: bool = False  # the resident suspected a scam (你们是骗子吧); a hang-up after it is a refusal
     # For callback_requested: the time the resident asked for, as NLU parsed it (no clock here):
     # {"text": "下午三点", "delay_minutes": int | None, "day_offset": int, "time": "HH:MM" | None}
     callback_hint: dict[str, Any] | None = None
