@@ -34,6 +34,8 @@ _GROUPS: list[tuple[str, str, str | None]] = [
     ("prompts", "app", "prompts"),
     ("models", "app", "models"),
     ("media", "register", None),
+    ("sms_cmd", "app", "sms"),
+    ("escalations", "app", "escalations"),
 ]
 # Top-level commands added by a module's register(): command name -> module.
 _TOP_LEVEL = {"nlu": "nlu", "run": "campaign", "demo": "campaign", "purge": "media"}
