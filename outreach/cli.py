@@ -30,6 +30,7 @@ _GROUPS: list[tuple[str, str, str | None]] = [
     ("campaign", "app", "campaign"),
     ("campaign", "register", None),
     ("results_cmd", "app", "results"),
+    ("dnc", "app", "dnc"),
     ("prompts", "app", "prompts"),
     ("models", "app", "models"),
     ("media", "register", None),

@@ -52,6 +52,7 @@ RISK_LABELS = {"none": "无", "flagged": "需关注", "high": "高风险"}
 ESCALATION_LABELS = {
     "flagged": "风险关注", "high_risk": "高风险", "human_requested": "要求人工", "callback_requested": "要求回电",
     "unreachable": "无法联系", "uncertain": "回答不确定",
+    "refused": "拒绝机器人来电",
 }
 STATUS_LABELS = {"open": "待处理", "in_progress": "处理中", "closed": "已关闭"}
 
