@@ -144,7 +144,8 @@ def test_every_post_needs_the_csrf_token(app_client: TestClient, store: Store) -
     r = app_client.post("/upload", files={"file": ("a.csv", b"phone\n13800138000\n")}, follow_redirects=False)
     assert r.status_code == 403
     with store.session() as s:
-        assert s.get(Escalation, esc_id).status == esc.status  # nothing changed
+        after = s.get(Escalation, esc_id)
+        assert after is not None and after.status == esc.status  # nothing changed
         assert not s.scalar(select(AuditLog).where(AuditLog.action == "resident.phone_shown"))
     # the login form has its own token
     assert app_client.post("/login", data={"username": "staff", "password": PASSWORD}).status_code == 403

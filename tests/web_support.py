@@ -9,6 +9,7 @@ import shutil
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -105,7 +106,7 @@ class Clock:
         self.now += dt.timedelta(**kw)
 
 
-def login(client: TestClient, name: str, password: str = PASSWORD, *, follow: bool = False) -> object:
+def login(client: TestClient, name: str, password: str = PASSWORD, *, follow: bool = False) -> Any:
     r = client.get("/login")
     assert r.status_code == 200
     token = client.cookies.get("outreach_login_csrf")
