@@ -1,7 +1,7 @@
 """web console: users, sessions, login throttle, callbacks
 
-Revision ID: 0002_web
-Revises: 0001
+Revision ID: 0003_web
+Revises: 0002_sms
 Create Date: 2026-12-01 19:24:11.672314
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import results.models
 
-revision = '0002_web'
-down_revision = '0001'
+revision = '0003_web'
+down_revision = '0002_sms'
 branch_labels = None
 depends_on = None
 
