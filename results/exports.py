@@ -226,11 +226,10 @@ def _escalation_rows(store: Store, campaign_id: int | None, tz: ZoneInfo, unmask
 
 
 def escalation_tables(store: Store, campaign_id: int | None, tz: ZoneInfo, *, unmasked: bool = False,
-                      per_community: bool = True, only_open: bool = False) -> list[Table]:
-    """Escalations (of one campaign, or all), one table per community (XLSX sheets) or one table."""
-    if not per_community:
-        return [Table("上报名单", ESCALATION_HEADERS,
-                      _escalation_rows(store, campaign_id, tz, unmasked, only_open=only_open))]
+                      per_community: bool = True, only: Sequence[str] | None = None,
+                      only_open: bool = False) -> list[Table]:
+    """Escalations (of one campaign, or all), one table per community (XLSX sheets) or one table with
+    every community; `only`: just these communities (a community worker's export)."""
     with store.session() as s:
         q = select(Escalation.community).distinct()
         if campaign_id is not None:
@@ -238,6 +237,15 @@ def escalation_tables(store: Store, campaign_id: int | None, tz: ZoneInfo, *, un
         if only_open:
             q = q.where(Escalation.status != "closed")
         communities = sorted({c for (c,) in s.execute(q)})
+    if only is not None:
+        communities = [c for c in communities if c in set(only)]
+    if not per_community:
+        if only is None:
+            return [Table("上报名单", ESCALATION_HEADERS,
+                          _escalation_rows(store, campaign_id, tz, unmasked, only_open=only_open))]
+        return [Table("上报名单", ESCALATION_HEADERS,
+                      (row for c in communities
+                       for row in _escalation_rows(store, campaign_id, tz, unmasked, c, only_open=only_open)))]
     if not communities:
         return [Table("上报名单", ESCALATION_HEADERS, [])]
     return [
@@ -384,8 +392,9 @@ def export(
     out: Path,
     unmasked: bool = False,
     actor: str = "",
+    communities: Sequence[str] | None = None,
 ) -> int:
-    """Write one export file; returns the number of data rows.
+    """Write one export file; returns the number of data rows. `communities`: escalations of only these.
 
     Raises:
         ExportError: unknown campaign, `what` or format, or an unusable output path.
@@ -400,9 +409,11 @@ def export(
     elif what == "attempts":
         tables = [attempts_table(store, campaign_id, tz, unmasked=unmasked)]
     else:
-        tables = escalation_tables(store, campaign_id, tz, unmasked=unmasked, per_community=fmt == "xlsx")
+        tables = escalation_tables(store, campaign_id, tz, unmasked=unmasked, per_community=fmt == "xlsx",
+                                   only=communities)
 
     n = _write(store, tables, fmt=fmt, out=out, unmasked=unmasked, actor=actor,
-               details={"campaign": campaign, "what": what})
+               details={"campaign": campaign, "what": what,
+                        **({"communities": list(communities)} if communities is not None else {})})
     log.info("exported %d %s rows of campaign %s to %s", n, what, campaign, out)
     return n
