@@ -1,7 +1,7 @@
 """dialer core: workers, trunks, store meta; campaign script snapshot, trunk, pacing slot, pause reason
 
-Revision ID: 0002_core
-Revises: 0001
+Revision ID: 0004_core
+Revises: 0003_web
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from alembic import op
 
 import results.models
 
-revision = "0002_core"
-down_revision = "0001"
+revision = "0004_core"
+down_revision = "0003_web"
 branch_labels = None
 depends_on = None
 
