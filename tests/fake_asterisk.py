@@ -310,7 +310,7 @@ class FakeAsterisk:
         robot_context: str = "outreach-robot",
         inbound_context: str = "outreach-inbound",
         human_context: str = "outreach-human",
-        audiosocket: tuple[str, int] | None = None,
+        audiosocket: tuple[str, int] | Callable[[], tuple[str, int]] | None = None,
         trunks: dict[str, int] | None = None,
         auth_delay_s: float = 0.2,
         frame_period_s: float = PERIOD,
@@ -325,7 +325,8 @@ class FakeAsterisk:
         self.robot_context = robot_context
         self.inbound_context = inbound_context
         self.human_context = human_context
-        self.audiosocket = audiosocket  # the robot's host:port as the sample dialplan has it
+        # The robot's host:port as the dialplan has it (a callable: looked up at each call).
+        self.audiosocket = audiosocket
         self.trunks = {name: Trunk(name, n) for name, n in (trunks or {"trunk": 1000}).items()}
         self.auth_delay_s = auth_delay_s
         self.frame_period_s = frame_period_s
@@ -775,10 +776,13 @@ class FakeAsterisk:
             cause = await self._wait(ch, scenario.queue_s)
             self._end(ch, cause if cause is not None else 16)
 
+    def audiosocket_addr(self) -> tuple[str, int] | None:
+        a = self.audiosocket
+        return a() if callable(a) else a
+
     def _as_addr(self) -> str:
-        if self.audiosocket is None:
-            return "127.0.0.1:0"
-        return f"{self.audiosocket[0]}:{self.audiosocket[1]}"
+        a = self.audiosocket_addr()
+        return "127.0.0.1:0" if a is None else f"{a[0]}:{a[1]}"
 
     async def _audiosocket(self, ch: Channel, call_uuid: str, scenario: Scenario) -> None:
         """app_audiosocket: validate the uuid, connect, run until either side ends."""
@@ -788,7 +792,7 @@ class FakeAsterisk:
             self.log("audiosocket_end", uniqueid=ch.uniqueid, why=f"Failed to parse UUID '{call_uuid}'",
                      frames_heard=0, late_frames=0, max_gap_ms=0.0)
             return
-        if self.audiosocket is None:
+        if self.audiosocket_addr() is None:
             self.log("audiosocket_end", uniqueid=ch.uniqueid, why="no AudioSocket server configured",
                      frames_heard=0, late_frames=0, max_gap_ms=0.0)
             return
@@ -883,7 +887,9 @@ class AudioSocketCall(asyncio.Protocol):
     async def run(self, hangup: asyncio.Future[int], redirect: asyncio.Future[tuple[str, str, int]]) -> str:
         loop = asyncio.get_running_loop()
         self.done = loop.create_future()
-        host, port = self.fake.audiosocket  # type: ignore[misc]
+        addr = self.fake.audiosocket_addr()
+        assert addr is not None
+        host, port = addr
         try:
             await asyncio.wait_for(loop.create_connection(lambda: self, host, port), 2.0)
         except (OSError, TimeoutError) as exc:
