@@ -34,6 +34,7 @@ _GROUPS: list[tuple[str, str, str | None]] = [
     ("prompts", "app", "prompts"),
     ("models", "app", "models"),
     ("media", "register", None),
+    ("asterisk", "app", "asterisk"),
 ]
 # Top-level commands added by a module's register(): command name -> module.
 _TOP_LEVEL = {"nlu": "nlu", "run": "campaign", "demo": "campaign", "purge": "media"}

@@ -100,7 +100,12 @@ ACTION_AUTH: dict[str, set[str]] = {
     "login": set(),
     "challenge": set(),
     "events": set(),
+    "listcommands": set(),
 }
+ACTION_NAMES = {"originate": "Originate", "redirect": "Redirect", "hangup": "Hangup",
+                "coreshowchannels": "CoreShowChannels", "showdialplan": "ShowDialPlan", "status": "Status",
+                "ping": "Ping", "logoff": "Logoff", "login": "Login", "challenge": "Challenge", "events": "Events",
+                "listcommands": "ListCommands"}
 
 
 # ============================================================================ resident behaviour
@@ -317,10 +322,14 @@ class FakeAsterisk:
     ) -> None:
         self.scenario_for: ScenarioFor = scenario_for or (lambda number: Scenario())
         self.users: dict[str, User] = {username: User(secret, set(read.split(",")), set(write.split(",")))}
-        self.contexts: dict[str, dict[str, int]] = {
-            robot_context: {"s": 3},
-            inbound_context: {"_X.": 5, "s": 5},
-            human_context: {"s": 2},
+        # context -> extension -> [(application, data)] by priority, as deploy/asterisk/extensions.conf has them
+        self.contexts: dict[str, dict[str, list[tuple[str, str]]]] = {
+            robot_context: {"s": [("NoOp", "outreach attempt ${AUDIOSOCKET_UUID}"), ("Answer", ""),
+                                  ("AudioSocket", "${AUDIOSOCKET_UUID},{robot}"), ("Hangup", "")]},
+            inbound_context: {"_X.": [("Answer", ""), ("Set", "OUTREACH_UUID=${UUID()}"),
+                                      ("UserEvent", "OutreachInbound,Uuid: ${OUTREACH_UUID},CallerNum: ${CALLERID(num)}"),
+                                      ("AudioSocket", "${OUTREACH_UUID},{robot}"), ("Hangup", "")]},
+            human_context: {"s": [("Answer", ""), ("Queue", "outreach-human,t,,,300")]},
         }
         self.robot_context = robot_context
         self.inbound_context = inbound_context
@@ -516,6 +525,17 @@ class FakeAsterisk:
                           ("LastReload", 100), ("Status", "Fully Booted")))
         self.log("login", username=s.username)
 
+    def _action_listcommands(self, s: _AmiSession, msg: dict[str, Any]) -> None:
+        pairs: list[tuple[str, object]] = [("Response", "Success")]
+        aid = header(msg, "ActionID")
+        if aid:
+            pairs.append(("ActionID", aid))
+        write = self.users[s.username].write
+        for name, need in ACTION_AUTH.items():
+            if not need or need & write:
+                pairs.append((ACTION_NAMES.get(name, name.title()), f"{name} (Priv: {','.join(sorted(need)) or '<none>'})"))
+        s.send(render(*pairs))
+
     def _action_ping(self, s: _AmiSession, msg: dict[str, Any]) -> None:
         self._respond(s, msg, "Success", None, ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}"))
 
@@ -534,12 +554,13 @@ class FakeAsterisk:
             return
         self._respond(s, msg, "Success", "DialPlan list will follow", ("EventList", "start"))
         n = 0
+        robot = self._as_addr()
         for cname, extens in ctxs.items():
             for exten, prios in extens.items():
-                for p in range(1, prios + 1):
+                for p, (app, data) in enumerate(prios, start=1):
                     n += 1
                     s.send(render(("Event", "ListDialplan"), *idl, ("Context", cname), ("Extension", exten),
-                                  ("Priority", p), ("Application", "NoOp"), ("AppData", ""),
+                                  ("Priority", p), ("Application", app), ("AppData", data.replace("{robot}", robot)),
                                   ("Registrar", "pbx_config")))
         s.send(render(("Event", "ShowDialPlanComplete"), *idl, ("EventList", "Complete"), ("ListItems", n),
                       ("ListExtensions", sum(len(e) for e in ctxs.values())), ("ListPriorities", n),
@@ -571,6 +592,13 @@ class FakeAsterisk:
                           ("Duration", f"{dur // 3600:02d}:{dur // 60 % 60:02d}:{dur % 60:02d}"), ("BridgeId", "")))
         s.send(render(("Event", "CoreShowChannelsComplete"), *idl, ("EventList", "Complete"),
                       ("ListItems", len(self.channels))))
+
+    def _has_exten(self, context: str, exten: str) -> bool:
+        for pattern in self.contexts[context]:
+            if pattern == exten or (pattern.startswith("_") and re.fullmatch(
+                    pattern[1:].replace("X", "[0-9]").replace(".", ".+"), exten)):
+                return True
+        return False
 
     def _find(self, name: str) -> Channel | None:
         for ch in self.channels.values():
@@ -614,7 +642,7 @@ class FakeAsterisk:
         if ch.state != 6 or ch.redirected is None or ch.redirected.done():
             self._respond(s, msg, "Error", "Redirect failed, channel not up.")
             return
-        if context not in self.contexts or exten not in self.contexts[context]:
+        if context not in self.contexts or not self._has_exten(context, exten):
             self._respond(s, msg, "Error", "Redirect failed")
             return
         ch.redirected.set_result((context, exten, int(prio)))
@@ -646,7 +674,7 @@ class FakeAsterisk:
             return
         pi = int(priority) if priority else 0
         if exten and context and pi:
-            if context not in self.contexts or exten not in self.contexts[context]:
+            if context not in self.contexts or not self._has_exten(context, exten):
                 self._respond(s, msg, "Error", "Extension does not exist.")
                 return
         elif not header(msg, "Application"):
@@ -925,7 +953,7 @@ class AudioSocketCall(asyncio.Protocol):
                     self._queue_pcm(step.pcm)
                     await self._until(lambda: not self.mic)
                 elif step.kind == "silence":
-                    self._queue_pcm(b"\x00" * (FRAME * max(1, round(step.seconds / PERIOD))))
+                    self._queue_pcm(b"\x00" * (FRAME * max(1, round(step.seconds / self.fake.frame_period_s))))
                     await self._until(lambda: not self.mic)
                 elif step.kind == "dtmf":
                     self.mic.append(step.digit)
@@ -941,7 +969,7 @@ class AudioSocketCall(asyncio.Protocol):
             self.close("caller gave up waiting for a prompt")
 
     def _prompt_ended(self, seen: int) -> Callable[[], bool]:
-        return lambda: self.voice_frames_heard > seen and self._silence_run >= 10
+        return lambda: self.voice_frames_heard > seen and self._silence_run >= 15
 
     async def _until(self, cond: Callable[[], bool], within_s: float = 60.0) -> None:
         if cond():
@@ -1024,7 +1052,7 @@ class AudioSocketCall(asyncio.Protocol):
         if self._last_heard is not None:
             gap = now - self._last_heard
             self.max_gap = max(self.max_gap, gap)
-            if gap > 2 * PERIOD:
+            if gap > 2 * self.fake.frame_period_s:
                 self.late_frames += 1
         self._last_heard = now
         if pcm.count(0) == len(pcm):
@@ -1043,3 +1071,42 @@ class AudioSocketCall(asyncio.Protocol):
             self.done.set_result(why)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+
+class FakeAsteriskThread:
+    """The fake on its own event loop in a background thread, for tests that run the CLI in a subprocess
+    or with asyncio.run() of their own: `with FakeAsteriskThread(...) as pbx:` (pbx.port is its AMI port)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        import threading
+
+        self.kwargs = kwargs
+        self.fake: FakeAsterisk | None = None
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="fake-asterisk", daemon=True)
+
+    def __enter__(self) -> FakeAsterisk:
+        self._thread.start()
+
+        async def make() -> FakeAsterisk:
+            fake = FakeAsterisk(**self.kwargs)
+            await fake.start()
+            return fake
+
+        self.fake = asyncio.run_coroutine_threadsafe(make(), self.loop).result(10)
+        return self.fake
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on the fake's loop (its state is not thread-safe) and return its result."""
+
+        async def run() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fake is not None:
+            asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
