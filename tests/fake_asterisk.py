@@ -1110,3 +1110,36 @@ class FakeAsteriskThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake standalone: `python -m tests.fake_asterisk --ami-port 5038 --audiosocket 127.0.0.1:9092`."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m tests.fake_asterisk", description=main.__doc__)
+    ap.add_argument("--ami-port", type=int, default=5038)
+    ap.add_argument("--audiosocket", default="127.0.0.1:9092", help="the robot's AudioSocket host:port")
+    ap.add_argument("--secret", default="s3cret")
+    ap.add_argument("--outcome", default="answer", help="scripted outcome of every number (see Scenario)")
+    args = ap.parse_args(argv)
+    host, _, port = args.audiosocket.rpartition(":")
+
+    async def run() -> None:
+        fake = FakeAsterisk(secret=args.secret, audiosocket=(host, int(port)),
+                            scenario_for=lambda number: Scenario(args.outcome))
+        await fake.start(args.ami_port)
+        sys.stderr.write(f"fake Asterisk: AMI on 127.0.0.1:{fake.port}, AudioSocket to {args.audiosocket}\n")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await fake.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
