@@ -23,6 +23,7 @@ from campaigns.clock import WallClock
 from campaigns.engine import CampaignEngine, EngineSettings
 from campaigns.service import serve
 from campaigns.synthetic import synthetic_residents
+from campaigns.transfer import TransferOnEnd
 from dialer.asterisk.audiosocket import Limits
 from dialer.asterisk.backend import AsteriskTelephony
 from dialer.media import MediaSession
@@ -47,13 +48,13 @@ EXPECTED = {"identity_confirmed": True, "has_symptoms": False, "traveled": False
             "second_test_done": True}
 
 
+KINDS = (["voice"] * 9 + ["keys"] * 9 + ["busy"] * 4 + ["no_answer"] * 4 + ["invalid"] * 3
+         + ["switched_off"] * 3 + ["unanswered"] * 2 + ["hangs_up"] * 2 + ["human"] * 2)
+N = len(KINDS)  # 38
+
+
 def plan(i: int) -> str:
-    kinds = (["voice"] * 9 + ["keys"] * 9 + ["busy"] * 4 + ["no_answer"] * 4 + ["invalid"] * 3
-             + ["switched_off"] * 3 + ["unanswered"] * 2 + ["hangs_up"] * 2)
-    return kinds[i % len(kinds)]
-
-
-N = 36
+    return KINDS[i % len(KINDS)]
 
 
 def scenario(kind: str, speech: bytes) -> Scenario:
@@ -67,6 +68,8 @@ def scenario(kind: str, speech: bytes) -> Scenario:
         for k in KEY_REPLIES:
             steps += [wait_prompt(), dtmf(k)]
         return Scenario("answer", ring_s=0.1, steps=steps)
+    if kind == "human":
+        return Scenario("answer", ring_s=0.1, steps=[wait_prompt(), speak(speech)], queue_s=0.2)
     if kind == "hangs_up":
         return Scenario("answer", ring_s=0.1, steps=[wait_prompt(), hang_up()])
     return Scenario(kind, ring_s=0.1)
@@ -87,15 +90,19 @@ class Line:
 
     def reply(self, call_id: str, n: int) -> str:
         number = next(f["number"] for f in self.pbx.of("dial") if f["uniqueid"] == call_id)
+        if self.kind[number] == "human":
+            return "我要找人工"
         assert self.kind[number] == "voice"
         return VOICE_REPLIES[n] if n < len(VOICE_REPLIES) else ""
 
 
-def media_runner(recognizer: ScriptedRecognizer, audio_dir: Path) -> Any:
+def media_runner(recognizer: ScriptedRecognizer, audio_dir: Path, telephony: AsteriskTelephony) -> Any:
+    """As outreach.commands.campaign.build_media_runner wires it, with a staffed human queue."""
     settings = RunnerSettings(frame_period_s=PERIOD, audio_dir=str(audio_dir), media_timeout_s=5.0)
 
     async def run(session: DialogSession, media: MediaSession) -> tuple[ScreeningResult, float]:
         t0 = asyncio.get_running_loop().time()
+        media = TransferOnEnd(media, lambda: session.result, telephony, "outreach-human,s", lambda: True)
         report = await run_dialog(session, media, recognizer, prompt_audio, settings)
         return report.result, asyncio.get_running_loop().time() - t0
 
@@ -140,7 +147,7 @@ async def run_until_everyone_was_called(engine: CampaignEngine, store: Store, n:
         await asyncio.wait_for(service, 30)
 
 
-async def test_a_campaign_of_36_residents_through_asterisk(pbx: FakeAsterisk, sqlite_url: str, tmp_path: Path) -> None:
+async def test_a_campaign_of_38_residents_through_asterisk(pbx: FakeAsterisk, sqlite_url: str, tmp_path: Path) -> None:
     store = Store(sqlite_url)
     residents = synthetic_residents(N, seed=11)
     lines = 8
@@ -151,7 +158,7 @@ async def test_a_campaign_of_36_residents_through_asterisk(pbx: FakeAsterisk, sq
     pbx.audiosocket = lambda: ("127.0.0.1", telephony.audiosocket_port)
     engine = CampaignEngine(store, telephony, WallClock(), build_sessions(CFG),
                             settings=EngineSettings(worker="w-ast", originate_timeout_s=0.6, slice_s=0.5),
-                            media_runner=media_runner(recognizer, tmp_path / "answers"))
+                            media_runner=media_runner(recognizer, tmp_path / "answers", telephony))
     async with telephony:
         await run_until_everyone_was_called(engine, store, N)
     rows = attempts(store)
@@ -170,6 +177,12 @@ async def test_a_campaign_of_36_residents_through_asterisk(pbx: FakeAsterisk, sq
     assert outcomes["switched_off"] == Counter({"congestion": 3})
     assert outcomes["unanswered"] == Counter({"no_answer": 2})
     assert outcomes["hangs_up"] == Counter({"hung_up_early": 2})
+    assert outcomes["human"] == Counter({"answered": 2})
+    # Asking for a person while the queue is staffed: redirected by AMI, the record says transferred.
+    assert {a.dialog_outcome for a in by_kind["human"]} == {"transferred"}
+    assert {records[a.id].outcome for a in by_kind["human"]} == {"transferred"}
+    assert sorted(f["uniqueid"] for f in pbx.of("redirect")) == sorted(a.channel_id for a in by_kind["human"])
+    assert len(pbx.of("in_queue")) == 2
     # Causes in the supervisor's words.
     assert {a.hangup_cause for a in by_kind["busy"]} == {"用户忙（Q.850 17，Reason 5）"}
     assert {a.hangup_cause for a in by_kind["invalid"]} == {"空号（Q.850 1，Reason 0）"}
@@ -181,10 +194,10 @@ async def test_a_campaign_of_36_residents_through_asterisk(pbx: FakeAsterisk, sq
             rec = records[a.id]
             assert rec.outcome == "completed", (kind, rec.outcome)
             assert {k: v["value"] for k, v in rec.answers.items()} == EXPECTED
-    assert len(recognizer.log) == 9 * len(VOICE_REPLIES)  # only the speakers reached the recognizer
+    assert len(recognizer.log) == 9 * len(VOICE_REPLIES) + 2  # only the speakers reached the recognizer
     # What Asterisk saw: one dial per attempt, never more channels than lines, every call hung up.
     assert all(n == 1 for n in pbx.dials_per_channel_id().values()) and len(pbx.dials_per_channel_id()) == N
     assert pbx.peak_channels("trunk") <= lines
     assert pbx.channels == {}
     ends = Counter(f["why"] for f in pbx.of("audiosocket_end"))
-    assert ends["robot hung up"] == 18 and ends["caller hung up"] == 2, ends
+    assert ends["robot hung up"] == 18 and ends["caller hung up"] == 2 and ends["redirected"] == 2, ends

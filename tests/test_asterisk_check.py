@@ -67,7 +67,9 @@ def test_check_names_each_problem_in_one_line(tmp_path: Path, monkeypatch: pytes
     with FakeAsteriskThread(audiosocket=("10.0.0.9", 9092), auth_delay_s=0.05) as pbx:
         code, rep = check(write_config(tmp_path, pbx.port, as_port), monkeypatch)
         assert code == 1
-        assert any("AudioSocket goes to '10.0.0.9:9092' but the robot listens at" in p for p in rep["problems"])  # type: ignore[union-attr]
+        problems = rep["problems"]
+        assert isinstance(problems, list)
+        assert any("AudioSocket goes to '10.0.0.9:9092' but the robot listens at" in p for p in problems)
     code, rep = check(write_config(tmp_path, pbx_port, as_port), monkeypatch)  # Asterisk gone
     assert code == 1 and "is Asterisk running" in "".join(rep["problems"])  # type: ignore[arg-type]
     monkeypatch.delenv("OUTREACH_TELEPHONY__AMI__SECRET")

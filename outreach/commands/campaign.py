@@ -89,9 +89,11 @@ def build_telephony(config: Config, *, dial_log: Path | None = None, realtime_cl
     return make_simulated_network(rates, seed=sim.seed, dial_log=dial_log, realtime_clock=realtime_clock)
 
 
-def build_media_runner(config: Config) -> MediaDialogRunner | None:
+def build_media_runner(config: Config, telephony: Telephony | None = None) -> MediaDialogRunner | None:
     """The voice runner for backends that carry audio (Asterisk): the configured recognizer, prompts from
-    the TTS cache, turn-taking from config `turn`. None for the simulated network (it talks in text)."""
+    the TTS cache, turn-taking from config `turn`, and, when `telephony` can transfer and
+    telephony.asterisk.human_queue is enabled, the transfer to a person (campaigns.transfer). None for
+    the simulated network (it talks in text)."""
     if config.telephony.backend == "simulated":
         return None
     from asr.base import AsrError, make_recognizer
@@ -106,8 +108,17 @@ def build_media_runner(config: Config) -> MediaDialogRunner | None:
     player = PromptPlayer(config.tts)
     settings = RunnerSettings.from_config(config.turn)
 
+    queue = config.telephony.asterisk.human_queue
+    transfer_to = telephony if telephony is not None and telephony.supports_transfer and queue.enabled else None
+
     async def runner(session: DialogSession, media: MediaSession) -> tuple[ScreeningResult, float]:
         t0 = asyncio.get_running_loop().time()
+        if transfer_to is not None:
+            from campaigns.transfer import TransferOnEnd
+            from outreach.commands.asterisk import human_queue_open
+
+            media = TransferOnEnd(media, lambda: session.result, transfer_to, f"{queue.context},{queue.exten}",
+                                  lambda: human_queue_open(config))
         report = await run_dialog(session, media, recognizer, player.audio, settings)
         return report.result, asyncio.get_running_loop().time() - t0
 
@@ -366,7 +377,7 @@ def run(
         return
     settings = build_engine_settings(cfg, worker=worker, slice_s=None if virtual_time else max(tick * (speed or 1.0), 0.5))
     try:
-        media_runner = build_media_runner(cfg)
+        media_runner = build_media_runner(cfg, telephony)
     except TelephonyError as exc:
         fail(str(exc))
         return
