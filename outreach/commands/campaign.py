@@ -15,7 +15,7 @@ import typer
 
 from campaigns.clock import Clock, ScaledClock, VirtualClock, WallClock
 from campaigns.demo import DemoSettings
-from campaigns.engine import CampaignEngine, EngineSettings, TrunkSpec
+from campaigns.engine import CampaignEngine, EngineSettings, MediaDialogRunner, TrunkSpec
 from campaigns.service import (
     PeriodicJob,
     ScriptLoadError,
@@ -25,6 +25,8 @@ from campaigns.service import (
     serve,
 )
 from dialer.base import Telephony, TelephonyError
+from dialer.media import MediaSession
+from dialogs.types import DialogSession, ScreeningResult
 from outreach.config import Config
 from outreach.context import fail, get_ctx
 from outreach.services import ServiceError
@@ -50,7 +52,11 @@ def build_sessions(config: Config) -> ScriptSessions:
 
 
 def build_telephony(config: Config, *, dial_log: Path | None = None, realtime_clock: Clock | None = None) -> Telephony:
-    """The configured backend. Raises TelephonyError for one this build does not have."""
+    """The configured backend, not started yet. Raises TelephonyError for one this build does not have."""
+    if config.telephony.backend == "asterisk":
+        from outreach.commands.asterisk import make_asterisk
+
+        return make_asterisk(config)
     if config.telephony.backend != "simulated":
         raise TelephonyError(
             f"telephony.backend {config.telephony.backend!r} is not available in this build; use 'simulated'"
@@ -58,6 +64,42 @@ def build_telephony(config: Config, *, dial_log: Path | None = None, realtime_cl
     sim = config.simulation
     rates = {k: float(getattr(sim, k)) for k in SIMULATION_RATES}
     return make_simulated_network(rates, seed=sim.seed, dial_log=dial_log, realtime_clock=realtime_clock)
+
+
+def build_media_runner(config: Config, telephony: Telephony | None = None) -> MediaDialogRunner | None:
+    """The voice runner for backends that carry audio (Asterisk): the configured recognizer, prompts from
+    the TTS cache, turn-taking from config `turn`, and, when `telephony` can transfer and
+    telephony.asterisk.human_queue is enabled, the transfer to a person (campaigns.transfer). None for
+    the simulated network (it talks in text)."""
+    if config.telephony.backend == "simulated":
+        return None
+    from asr.base import AsrError, make_recognizer
+    from dialogs.runner import RunnerSettings, run_dialog
+    from tts.cache import PromptPlayer
+
+    a = config.asr
+    try:
+        recognizer = make_recognizer(a.engine, model_path=a.model_path, server_url=a.server_url, threads=a.threads)
+    except AsrError as exc:
+        raise TelephonyError(f"telephony.backend {config.telephony.backend!r} needs speech recognition: {exc}") from exc
+    player = PromptPlayer(config.tts)
+    settings = RunnerSettings.from_config(config.turn)
+
+    queue = config.telephony.asterisk.human_queue
+    transfer_to = telephony if telephony is not None and telephony.supports_transfer and queue.enabled else None
+
+    async def runner(session: DialogSession, media: MediaSession) -> tuple[ScreeningResult, float]:
+        t0 = asyncio.get_running_loop().time()
+        if transfer_to is not None:
+            from campaigns.transfer import TransferOnEnd
+            from outreach.commands.asterisk import human_queue_open
+
+            media = TransferOnEnd(media, lambda: session.result, transfer_to, f"{queue.context},{queue.exten}",
+                                  lambda: human_queue_open(config))
+        report = await run_dialog(session, media, recognizer, player.audio, settings)
+        return report.result, asyncio.get_running_loop().time() - t0
+
+    return runner
 
 
 def build_engine_settings(config: Config, *, worker: str | None = None, slice_s: float | None = None) -> EngineSettings:
@@ -285,6 +327,8 @@ def run(
     store = app_ctx.store()
     if virtual_time and speed is not None:
         fail("--virtual-time and --speed exclude each other")
+    if cfg.telephony.backend == "asterisk" and (virtual_time or speed is not None):
+        fail("telephony.backend asterisk places real calls on the wall clock: drop --virtual-time / --speed")
     check_store_for(store, simulated=cfg.telephony.backend == "simulated", simulated_time=virtual_time or speed is not None)
     origin = _parse_start(start)
     clock: Clock
@@ -299,41 +343,57 @@ def run(
         fail(str(exc))
         return
     settings = build_engine_settings(cfg, worker=worker, slice_s=None if virtual_time else max(tick * (speed or 1.0), 0.5))
-    engine = CampaignEngine(store, telephony, clock, build_sessions(cfg), settings=settings, campaigns=campaign)
+    try:
+        media_runner = build_media_runner(cfg, telephony)
+    except TelephonyError as exc:
+        fail(str(exc))
+        return
+    engine = CampaignEngine(store, telephony, clock, build_sessions(cfg), settings=settings, campaigns=campaign,
+                            media_runner=media_runner)
     typer.echo(f"worker {settings.worker}: running ({'virtual time' if virtual_time else 'scaled time' if speed else 'wall clock'})", err=True)
     show_live = sys.stderr.isatty() if live_status is None else live_status
 
-    async def main() -> None:
-        async with telephony:
-            if virtual_time:
-                try:
-                    await engine.run_virtual()
-                finally:
-                    await engine.stop()
-                return
-            stop = asyncio.Event()
-            interrupt = asyncio.Event()
-
-            def on_signal() -> None:
-                if not stop.is_set():
-                    stop.set()
-                    typer.echo(
-                        f"worker {settings.worker}: stopping: no new calls; waiting for {engine.inflight} calls in "
-                        "progress to end (Ctrl-C or SIGTERM again cuts them; they are retried later)", err=True,
-                    )
-                elif not interrupt.is_set():
-                    interrupt.set()
-                    typer.echo(f"worker {settings.worker}: cutting the calls in progress", err=True)
-
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, on_signal)
-            board = StatusBoard(live=show_live)
+    async def serve_engine() -> None:
+        if virtual_time:
             try:
-                await serve(engine, stop=stop, tick_s=tick, exit_when_complete=exit_when_complete,
-                            jobs=service_jobs(cfg, store), interrupt=interrupt, on_status=board.update)
+                await engine.run_virtual()
             finally:
-                board.close()
+                await engine.stop()
+            return
+        stop = asyncio.Event()
+        interrupt = asyncio.Event()
+
+        def on_signal() -> None:
+            if not stop.is_set():
+                stop.set()
+                typer.echo(
+                    f"worker {settings.worker}: stopping: no new calls; waiting for {engine.inflight} calls in "
+                    "progress to end (Ctrl-C or SIGTERM again cuts them; they are retried later)", err=True,
+                )
+            elif not interrupt.is_set():
+                interrupt.set()
+                typer.echo(f"worker {settings.worker}: cutting the calls in progress", err=True)
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        board = StatusBoard(live=show_live)
+        try:
+            await serve(engine, stop=stop, tick_s=tick, exit_when_complete=exit_when_complete,
+                        jobs=service_jobs(cfg, store), interrupt=interrupt, on_status=board.update)
+        finally:
+            board.close()
+
+    async def main() -> None:
+        try:
+            await telephony.start()
+        except TelephonyError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        try:
+            await serve_engine()
+        finally:
+            await telephony.stop()
 
     try:
         asyncio.run(main())
