@@ -29,6 +29,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy .
@@ -38,6 +39,7 @@ pytest: setup
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy .
 	OUTREACH_REQUIRE_PG=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
