@@ -1093,11 +1093,22 @@ def get_meta(store: Store, key: str) -> str | None:
 
 
 def set_meta(store: Store, key: str, value: str) -> None:
-    with store.session() as s:
-        row = s.get(StoreMeta, key)
-        if row is None:
-            s.add(StoreMeta(key=key, value=value))
-        else:
+    """Insert or update one store fact; safe when several workers start at once and race to insert it."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with store.session() as s:
+            row = s.get(StoreMeta, key)
+            if row is None:
+                s.add(StoreMeta(key=key, value=value))
+            else:
+                row.value = value
+    except IntegrityError:
+        # Another process inserted the key between our read and our insert: the row exists now.
+        with store.session() as s:
+            row = s.get(StoreMeta, key)
+            if row is None:
+                raise
             row.value = value
 
 

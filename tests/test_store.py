@@ -84,3 +84,31 @@ def test_unreachable_postgres_is_a_store_error_without_the_password() -> None:
     msg = str(exc.value)
     assert msg.startswith(f"cannot open the database postgresql://outreach:***@127.0.0.1:{port}/outreach: ")
     assert "hunter2" not in msg
+
+
+def test_workers_starting_together_may_race_to_write_a_store_fact(store: Store) -> None:
+    """Two `outreach run` workers starting at once both mark a new store: neither may crash on the insert."""
+    import threading
+
+    from results import campaigns as db
+
+    stores = [Store(store.url, migrate=False) for _ in range(8)]
+    barrier = threading.Barrier(len(stores), timeout=30)
+    errors: list[BaseException] = []
+
+    def write(other: Store) -> None:
+        try:
+            barrier.wait()
+            db.set_meta(other, "kind", "simulation")
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(other,)) for other in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for other in stores:
+        other.close()
+    assert errors == []
+    assert db.get_meta(store, "kind") == "simulation"
