@@ -40,8 +40,9 @@ def ami_settings(cfg: Config) -> AmiSettings:
 
 
 def trunk_routes(cfg: Config) -> dict[str, TrunkRoute]:
-    """The trunks calls may go out on: `telephony.trunk` is the default trunk's channel pattern."""
-    return {"default": TrunkRoute("default", cfg.telephony.trunk)}
+    """The trunks calls may go out on (`telephony.trunks`: name, channel pattern, limits). The line limit
+    is also a hard stop in the backend; admission (shared by every campaign and worker) keeps under it."""
+    return {t.name: TrunkRoute(t.name, t.channel, t.max_channels) for t in cfg.telephony.trunks}
 
 
 def asterisk_settings(cfg: Config) -> AsteriskSettings:
@@ -107,7 +108,7 @@ async def run_check(cfg: Config) -> CheckReport:
     try:
         for route in settings.trunks.values():
             route.dial_string("+8613800138000")
-        rep.ok.append(f"trunk pattern {t.trunk!r}")
+        rep.ok.append("trunk patterns " + ", ".join(f"{r.name}: {r.channel!r}" for r in settings.trunks.values()))
     except TelephonyConfigError as exc:
         rep.problems.append(str(exc))
     client = AmiClient(settings.ami)
