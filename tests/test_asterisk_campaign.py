@@ -155,6 +155,7 @@ async def run_until_everyone_was_called(engine: CampaignEngine, store: Store, n:
         await asyncio.wait_for(service, 30)
 
 
+@pytest.mark.slow
 async def test_a_campaign_of_38_residents_through_asterisk(pbx: FakeAsterisk, sqlite_url: str, tmp_path: Path) -> None:
     store = Store(sqlite_url)
     residents = synthetic_residents(N, seed=11)
@@ -213,6 +214,7 @@ async def test_a_campaign_of_38_residents_through_asterisk(pbx: FakeAsterisk, sq
     assert ends["robot hung up"] == 18 and ends["caller hung up"] == 2 and ends["redirected"] == 2, ends
 
 
+@pytest.mark.slow
 async def test_ami_cut_mid_campaign_reconnects_never_redials_and_charges_no_one(
     pbx: FakeAsterisk, sqlite_url: str, tmp_path: Path
 ) -> None:

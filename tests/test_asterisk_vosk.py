@@ -35,6 +35,7 @@ async def pbx() -> AsyncIterator[FakeAsterisk]:
         yield fake
 
 
+@pytest.mark.slow
 async def test_a_call_answered_by_voice_is_recognized_by_vosk(pbx: FakeAsterisk, tmp_path: Path) -> None:
     from dialer.asterisk.backend import AsteriskTelephony
 
