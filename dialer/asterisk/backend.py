@@ -99,7 +99,9 @@ class AsteriskSettings:
     response_margin_s: float = 10.0  # OriginateResponse is due by Timeout + this
     reconnect_wait_s: float = 15.0  # an attempt cut by an AMI drop waits this long for the reconnect
     limits: Limits = field(default_factory=Limits)
-    start_wait: bool = True  # start() waits for the first login (and fails when it does not come)
+    # start() fails when the first login does not come within the AMI connect timeout; False (the
+    # service): it logs and goes on reconnecting. A refused secret always fails.
+    start_wait: bool = True
 
 
 class _Call:
@@ -177,13 +179,17 @@ class AsteriskTelephony(TelephonyBase):
                 f"cannot listen for AudioSocket on {self.settings.audiosocket_host}:{self.settings.audiosocket_port}: {exc}"
             ) from exc
         try:
-            await self._ami.start(wait=self.settings.start_wait)
+            await self._ami.start(wait=True)
         except AmiAuthError as exc:
             await self._shutdown()
             raise TelephonyConfigError(str(exc)) from exc
         except AmiDisconnected as exc:
-            await self._shutdown()
-            raise TelephonyUnavailable(str(exc)) from exc
+            if self.settings.start_wait:
+                await self._shutdown()
+                raise TelephonyUnavailable(str(exc)) from exc
+            # A service keeps running: AMI keeps reconnecting, calls meanwhile raise TelephonyUnavailable
+            # (the trunk's breaker pauses dialing, nobody is charged).
+            log.warning("Asterisk not reachable yet: %s", exc)
         self._started = True
 
     async def stop(self) -> None:

@@ -7,6 +7,7 @@ Also the one place that turns the config (`telephony.*`) into the Asterisk backe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import socket
@@ -61,7 +62,10 @@ def asterisk_settings(cfg: Config) -> AsteriskSettings:
 
 
 def make_asterisk(cfg: Config, *, on_inbound: InboundHandler | None = None) -> AsteriskTelephony:
-    return AsteriskTelephony(asterisk_settings(cfg), on_inbound=on_inbound if cfg.telephony.asterisk.inbound else None)
+    """The backend for `outreach run`: it keeps running while Asterisk is unreachable (the breaker pauses
+    dialing until AMI is back); a refused AMI secret stops it at start."""
+    settings = dataclasses.replace(asterisk_settings(cfg), start_wait=False)
+    return AsteriskTelephony(settings, on_inbound=on_inbound if cfg.telephony.asterisk.inbound else None)
 
 
 def human_queue_open(cfg: Config, now: dt.datetime | None = None) -> bool:
