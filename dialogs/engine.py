@@ -24,6 +24,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from dialogs.nlu.temperature import parse_key_temperature
 from dialogs.nlu.types import GLOBAL_INTENTS, Expectation, Nlu, NluResult
 from dialogs.rules import RuleContext
 from dialogs.script import Node, Script
@@ -63,28 +64,6 @@ _MAX_KEYS = 6  # a temperature entry longer than this is a mistake (e.g. 37*5555
 
 class DialogError(RuntimeError):
     """The session was driven wrongly (e.g. handle() before start())."""
-
-
-def parse_key_temperature(keys: str) -> float | None:
-    """Keys typed for a temperature (without the closing #) -> °C, or None if implausible.
-
-    `37*5` -> 37.5; `375` -> 37.5 (three digits: the last is the tenth); `37` -> 37.0.
-    """
-    if keys.count("*") > 1 or not keys.replace("*", "").isdigit():
-        return None
-    if "*" in keys:
-        whole, _, frac = keys.partition("*")
-        if not whole or len(frac) > 1:
-            return None
-        value = float(f"{whole}.{frac or 0}")
-    elif len(keys) == 3:
-        value = int(keys) / 10
-    elif len(keys) == 2:
-        value = float(keys)
-    else:
-        return None
-    lo, hi = TEMPERATURE_RANGE
-    return value if lo <= value <= hi else None
 
 
 def _match_option(text: str, options: tuple[tuple[str, tuple[str, ...]], ...]) -> str | None:
