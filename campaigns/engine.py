@@ -33,10 +33,10 @@ from campaigns.policy import (
     decide,
     record_escalations,
 )
-from campaigns.runner import run_text_dialog
 from campaigns.windows import CallingWindows
 from dialer.base import CallOutcome, OriginateRequest, Telephony
 from dialer.media import MediaSession
+from dialogs.conversation import run_text_dialog
 from dialogs.types import DialogSession, ScreeningResult
 from results import campaigns as db
 from results.masking import mask_phone
