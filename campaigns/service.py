@@ -51,8 +51,11 @@ def resolve_script(path: str) -> str:
     return str(candidate) if candidate.is_file() else str(p)
 
 
-def make_session_factory(nlu: Nlu, *, low_confidence: float = 0.6) -> SessionFactory:
-    """Sessions of the real dialog engine with `nlu`; each campaign's script is loaded once."""
+def make_session_factory(
+    nlu: Nlu, *, low_confidence: float = 0.6, script_vars: Mapping[str, str] | None = None
+) -> SessionFactory:
+    """Sessions of the real dialog engine with `nlu`; each campaign's script is loaded once, with
+    `script_vars` (the center's name and phone, the SMS note: `outreach.config.script_vars`) set."""
     from dialogs.script import ScriptError, load_script
 
     scripts: dict[str, Any] = {}
@@ -66,6 +69,8 @@ def make_session_factory(nlu: Nlu, *, low_confidence: float = 0.6) -> SessionFac
                 raise ScriptLoadError(f"campaign {info.name}: script {info.script_path}: {exc}") from exc
             if info.script_sha256 and script.sha256 != info.script_sha256:
                 log.warning("campaign %s: script %s changed since the campaign was created", info.name, info.script_path)
+            if script_vars:
+                script = script.with_vars(script_vars)
             scripts[info.script_path] = script
         session: DialogSession = script.new_session(
             claim.contact_mapping(), nlu, low_confidence=low_confidence, defer_nlu=True

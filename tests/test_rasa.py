@@ -17,7 +17,13 @@ import yaml
 
 from dialogs.nlu import make_nlu
 from dialogs.nlu.rasa import RASA_INTENT_MAP, RASA_TRAINED_INTENTS, RasaNlu
-from dialogs.nlu.types import GLOBAL_INTENTS, TEMPERATURE_INTENTS, YES_NO_INTENTS, Expectation
+from dialogs.nlu.types import (
+    GLOBAL_INTENTS,
+    NOT_ANSWER_INTENTS,
+    TEMPERATURE_INTENTS,
+    YES_NO_INTENTS,
+    Expectation,
+)
 from outreach.config import NluConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,7 +301,9 @@ def test_every_intent_the_engine_uses_is_in_nlu_yml() -> None:
     assert set(RASA_TRAINED_INTENTS) <= set(trained)
     for name in trained:
         assert name in RASA_INTENT_MAP, f"nlu.yml trains {name!r}, which outreach does not map"
-    engine_intents = set(YES_NO_INTENTS) | set(TEMPERATURE_INTENTS)
+    # the "not an answer" kinds need the question's context, which Rasa does not get: the built-in NLU
+    # reads them (RasaNlu asks it first when the question has a topic)
+    engine_intents = (set(YES_NO_INTENTS) | set(TEMPERATURE_INTENTS)) - set(NOT_ANSWER_INTENTS)
     reachable = {RASA_INTENT_MAP[name] for name in trained}
     assert engine_intents <= reachable, f"no Rasa intent for {engine_intents - reachable}"
     assert set(GLOBAL_INTENTS) <= reachable

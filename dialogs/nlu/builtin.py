@@ -226,7 +226,7 @@ _SYMPTOMS: dict[str, tuple[str, ...]] = {
     "cough": ("咳嗽", "咳", "干咳", "咳痰", "有痰", "痰多", "一直在咳", "老咳"),
     "fatigue": (
         "乏力", "没劲", "没有劲", "没力气", "没有力气", "浑身无力", "全身无力", "无力", "疲劳", "疲倦", "疲惫", "累",
-        "没精神", "没有精神", "提不起劲", "不得劲", "虚", "犯困", "浑身没劲",
+        "没精神", "没有精神", "提不起劲", "没胃口", "不得劲", "虚", "犯困", "浑身没劲",
     ),
     "sore_throat": ("嗓子疼", "嗓子痛", "喉咙痛", "喉咙疼", "咽痛", "嗓子不舒服", "嗓子哑", "嗓子干", "喉咙痒", "嗓子痒", "嗓子发炎", "喉咙发炎"),
     "headache": ("头疼", "头痛", "头晕", "头昏"),
@@ -374,8 +374,13 @@ _COMPLEMENT_RE = re.compile(r"(?<=[咳烧疼痛晕累痒吐喘])得[^，?]*")
 _A_NOT_A_RE = re.compile(r"(?<![没不])(?![没不算])([\u4e00-\u9fff])(?:没|不)\1[过了]?")
 
 
+# 没什么力气 / 没啥精神: a symptom with a quantifier inside (read as 没力气 / 没精神), not "nothing".
+_LACK_RE = re.compile(r"没(?:有)?(?:什么|啥|多少|多大|太多|一点)(力气|劲|精神|胃口|味道|味觉|嗅觉)")
+
+
 def _analyze(t: str) -> _Clauses:
     out = _Clauses()
+    t = _LACK_RE.sub(r"没\1", t)
     t = _COMPLEMENT_RE.sub("", t)
     t = _A_NOT_A_RE.sub(lambda m: "有没有" if m.group(1) not in "有是对" else m.group(), t)
     clauses = _CLAUSE_RE.split(t)

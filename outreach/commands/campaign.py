@@ -29,7 +29,7 @@ from campaigns.service import (
 from campaigns.windows import CallingWindows, WindowSpecError
 from dialer.base import Telephony, TelephonyError
 from dialogs.nlu.types import Nlu
-from outreach.config import Config
+from outreach.config import Config, script_vars
 from outreach.context import fail, get_ctx
 from results import campaigns as db
 
@@ -69,7 +69,8 @@ def build_nlu(config: Config) -> Nlu:
 
 
 def build_sessions(config: Config) -> SessionFactory:
-    return make_session_factory(build_nlu(config), low_confidence=config.nlu.low_confidence)
+    return make_session_factory(build_nlu(config), low_confidence=config.nlu.low_confidence,
+                                script_vars=script_vars(config))
 
 
 def build_telephony(config: Config, *, dial_log: Path | None = None, realtime_clock: Clock | None = None) -> Telephony:

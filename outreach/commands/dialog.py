@@ -11,6 +11,7 @@ import typer
 
 from dialogs.script import Script, ScriptError, check_script, load_script
 from dialogs.types import Action, Dtmf, End, Event, HangUp, Listen, NoInput, Say, ScreeningResult, Utterance
+from outreach.config import script_vars
 from outreach.context import fail, get_ctx
 
 app = typer.Typer(help="Check and try screening scripts.", no_args_is_help=True)
@@ -148,6 +149,7 @@ def try_script(
         raise typer.Exit(2) from None
     person = _contact(contact)
     cfg = get_ctx(ctx).config()
+    script = script.with_vars(script_vars(cfg))
     from dialogs.nlu import make_nlu
 
     nlu = make_nlu(cfg.nlu)
