@@ -34,9 +34,11 @@ _GROUPS: list[tuple[str, str, str | None]] = [
     ("prompts", "app", "prompts"),
     ("models", "app", "models"),
     ("media", "register", None),
+    ("web_cmd", "register", None),
+    ("web_cmd", "users_app", "users"),
 ]
 # Top-level commands added by a module's register(): command name -> module.
-_TOP_LEVEL = {"nlu": "nlu", "run": "campaign", "demo": "campaign", "purge": "media"}
+_TOP_LEVEL = {"nlu": "nlu", "run": "campaign", "demo": "campaign", "purge": "media", "serve": "web_cmd"}
 _GLOBAL_OPTIONS_WITH_VALUE = {"--config", "--db"}
 
 
