@@ -22,6 +22,7 @@ import yaml
 from dialogs.nlu.types import EXPECT_TYPES, TOPICS
 from dialogs.rules import Condition, RuleError, parse_condition
 from dialogs.types import OUTCOMES, RISK_LEVELS
+from tts.names import register_name
 
 if TYPE_CHECKING:
     from dialogs.nlu.types import Nlu
@@ -50,8 +51,8 @@ GLOBAL_PROMPTS: dict[str, str] = {
     "scam_end": "好的，不打扰您了。您可以拨打当地卫生健康部门的官方电话核实。再见！",
 }
 DEFAULT_DTMF_PROMPTS: dict[str, str] = {
-    "yes_no": "如果不方便说话，请按键回答：是或有请按1，否或没有请按2。",
-    "temperature": "请用按键输入体温，星号代表小数点，井号结束。比如三十七度五，请按三、七、星号、五、井号。",
+    "yes_no": "请按键回答：是或有请按1，不是或没有请按2。",
+    "temperature": "请按键输入体温，星号当小数点，井号结束。",
     "choice": "请按键选择。",
 }
 YES_NO_BRANCHES = ("yes", "no", "unsure")
@@ -232,7 +233,10 @@ class Script:
         return list(seen)
 
     def render(self, template: str, contact: Mapping[str, Any]) -> str:
-        """Fill a template with contact fields (script `vars` are defaults and constants)."""
+        """Fill a template with contact fields (script `vars` are defaults and constants). A contact's
+        name is registered with the offline voice so its surname is read the surname way (曾 zēng)."""
+        if "{name}" in template:
+            register_name(contact.get("name"))
         return template.format_map(_Values(self.vars, contact))
 
     def render_prompts(self, contact: Mapping[str, Any]) -> list[str]:
@@ -241,6 +245,34 @@ class Script:
         for t in self.all_prompts():
             seen.setdefault(self.render(t, contact), None)
         return list(seen)
+
+    def prompt_sources(self) -> list[tuple[str, int, str]]:
+        """(where, line, template) of every prompt: node prompts, re-prompts, closings, global prompts."""
+        out: list[tuple[str, int, str]] = []
+        for node in self.nodes.values():
+            for t in node.templates():
+                out.append((f"node '{node.name}'", node.line, t))
+        for key, t in self.globals.items():
+            out.append((f"globals.{key}", 0, t))
+        return out
+
+    def long_prompts(
+        self, contact: Mapping[str, Any], seconds: Mapping[str, float], limit_s: float | None = None
+    ) -> list[ScriptIssue]:
+        """Warnings for prompts whose rendered audio (`seconds`: rendered text -> duration) is longer
+        than `limit_s` (default: settings.max_prompt_s): residents hang up on long prompts."""
+        limit = self.max_prompt_s if limit_s is None else limit_s
+        out: list[ScriptIssue] = []
+        seen: set[str] = set()
+        for where, line, template in self.prompt_sources():
+            text = self.render(template, contact)
+            took = seconds.get(text)
+            if took is None or took <= limit or text in seen:
+                continue
+            seen.add(text)
+            out.append(ScriptIssue(self.path, line, f"warning: {where}: the prompt takes {took:.1f} s to say "
+                                                    f"(limit {limit:g} s): {text}"))
+        return out
 
     def new_session(
         self, contact: Mapping[str, Any], nlu: Nlu, *, low_confidence: float = 0.6, defer_nlu: bool = False

@@ -178,7 +178,7 @@ class LoggingConfig(_Section):
 class CenterConfig(_Section):
     """The calling organisation, named in the greeting and in the answer to a scam suspicion."""
 
-    name: str = Field("社区卫生服务中心", min_length=1, max_length=30)
+    name: str = Field("社区卫生中心", min_length=1, max_length=30)
     phone: str = Field("12320", min_length=3, max_length=20, description="official number residents can call to verify")
 
 

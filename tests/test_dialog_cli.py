@@ -78,7 +78,7 @@ def test_check_missing_file(tmp_path: Path, cli: Any) -> None:
 def test_try_all_no_by_stdin(tmp_path: Path) -> None:
     p = outreach(tmp_path, "dialog", "try", str(SCRIPT), "--json", stdin="是的\n没有\n没有\n没有\n做了\n")
     assert p.returncode == 0, p.stderr
-    assert "bot> 您好，这里是社区卫生服务中心防疫随访。请问是张伟本人吗？" in p.stdout
+    assert "bot> 您好，社区卫生中心随访，请问是张伟吗？" in p.stdout
     assert "you> 没有" in p.stdout
     assert "outcome: completed" in p.stdout
     assert last_json(p.stdout) == {
@@ -149,11 +149,11 @@ def test_try_opt_out_and_busy(tmp_path: Path, cli: Any) -> None:
 def test_try_contact_json_and_file(tmp_path: Path, cli: Any) -> None:
     p = cli("dialog", "try", str(SCRIPT), "--contact", '{"name": "李娜"}', stdin="")
     assert p.exit_code == 0, p.output
-    assert "请问是李娜本人吗？" in p.output
+    assert "请问是李娜吗？" in p.output
     f = tmp_path / "c.json"
     f.write_text('{"name": "王芳", "community": "和平社区"}', encoding="utf-8")
     p = cli("dialog", "try", str(SCRIPT), "--contact", str(f), stdin="")
-    assert "请问是王芳本人吗？" in p.output
+    assert "请问是王芳吗？" in p.output
 
 
 def test_try_bad_contact_exits_2(tmp_path: Path) -> None:

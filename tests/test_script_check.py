@@ -225,3 +225,42 @@ def test_recursive_alias_is_an_issue_not_a_crash(tmp_path: Path) -> None:
     # a plain (non-recursive) alias still works
     text = GOOD.replace("    say: 体温多少度？\n", "    say: &q 体温多少度？\n").replace("    say: 再见。\n", "    say: *q\n")
     assert check(tmp_path, text) == []
+
+
+def test_dialog_check_warns_about_long_prompts(tmp_path: Path) -> None:
+    """`dialog check` renders every prompt with espeak-ng: the default script's greeting is short; a long
+    prompt is reported with its line and length, and the exit status stays 0 (a warning)."""
+    from typer.testing import CliRunner
+
+    from outreach.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["dialog", "check", str(DEFAULT)])
+    assert res.exit_code == 0, res.output
+    assert "long prompt" not in res.stdout and "warning:" not in res.stderr
+    script = load_script(DEFAULT)
+    long_text = "您好，" + "这是一段特别特别长的健康提示，请您耐心听完，" * 4 + "请问是{name}本人吗？"
+    raw = DEFAULT.read_text(encoding="utf-8").replace(
+        "say: 您好，{center}随访，请问是{name}吗？", f"say: {long_text}"
+    )
+    path = tmp_path / "long.yaml"
+    path.write_text(raw, encoding="utf-8")
+    res = runner.invoke(app, ["dialog", "check", str(path), "--max-prompt-s", "12"])
+    assert res.exit_code == 0, res.output
+    line = raw.splitlines().index(f"    say: {long_text}") + 1
+    assert f"long.yaml:{script.nodes['greeting'].line}: warning: node 'greeting': the prompt takes" in res.stderr
+    assert "(limit 12 s)" in res.stderr and "1 long prompt(s)" in res.stdout
+    assert line > 0
+
+
+def test_default_greeting_is_under_six_seconds_and_names_the_center() -> None:
+    import asyncio
+
+    from outreach.config import Config, script_vars
+    from tts.audio import duration_s
+    from tts.espeak import EspeakEngine
+
+    script = load_script(DEFAULT).with_vars(script_vars(Config()))
+    greeting = script.render(script.nodes["greeting"].say or "", {"name": "张伟"})
+    assert greeting.startswith("您好，社区卫生中心") and greeting.count("？") == 1
+    assert duration_s(asyncio.run(EspeakEngine().synthesize(greeting))) < 6.0

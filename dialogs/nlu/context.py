@@ -66,7 +66,7 @@ _SCAM_RE = re.compile(
 )
 # Asking for a person is a request (human), not a question about the caller.
 _HUMAN_REQUEST_RE = re.compile(
-    r"(?:转|找|要|换|让|叫|给我|接)(?:个|一个)?(?:人工|真人|活人|工作人员)|(?:跟|和)(?:人工|真人)说|有没有人工|人工服务|"
+    r"(?:转|找|要|换|让|叫|给我|接)(?:个|一个)?(?:人工|真人|活人|工作人员)|(?:跟|和)(?:人工|真人)说|有(?:没有)?(?:人工|真人|活人)|人工服务|"
     r"不(?:跟|和|想跟|想和)(?:机器|录音|机器人)"
 )
 _BOT_RE = re.compile(
