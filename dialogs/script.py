@@ -21,7 +21,7 @@ import yaml
 
 from dialogs.nlu.types import EXPECT_TYPES, TOPICS
 from dialogs.rules import Condition, RuleError, parse_condition
-from dialogs.types import OUTCOMES, RISK_LEVELS
+from dialogs.types import RISK_LEVELS, SCRIPT_OUTCOMES
 from tts.names import register_name
 
 if TYPE_CHECKING:
@@ -659,8 +659,8 @@ def _build_node(
         c.add((*path, "topic"), f"node '{name}': unknown topic '{topic}'; topics: {', '.join(TOPICS)}")
         topic = None
     if end is not None:
-        if end not in OUTCOMES:
-            c.add((*path, "end"), f"node '{name}': unknown outcome '{end}'; outcomes: {', '.join(OUTCOMES)}")
+        if end not in SCRIPT_OUTCOMES:
+            c.add((*path, "end"), f"node '{name}': unknown outcome '{end}'; outcomes: {', '.join(SCRIPT_OUTCOMES)}")
         for key in ("expect", "next", "field", "options", "dtmf", "keywords", "reprompt", "say_proxy", "reprompt_proxy"):
             if key in raw:
                 c.add((*path, key), f"end node '{name}' cannot have '{key}'")
