@@ -338,3 +338,17 @@ def test_config_yml_is_a_chinese_pipeline() -> None:
     assert names[0] == "JiebaTokenizer"
     assert "DIETClassifier" in names and "FallbackClassifier" in names
     assert any(c.get("analyzer") == "char_wb" for c in cfg["pipeline"])
+
+
+def test_not_an_answer_kinds_come_from_the_builtin_reading_in_context(fake_rasa: FakeRasa) -> None:
+    """Rasa does not know the question: with a topic, 稍等我去叫他 / 我是他女儿 are read by the built-in
+    NLU (no request to Rasa); a plain answer still goes to Rasa."""
+    fake_rasa.replies["没有"] = FakeRasa.parse_result("没有", "deny", 0.97)
+    identity = Expectation("yes_no", topic="identity")
+    with RasaNlu(fake_rasa.url, timeout_s=2) as nlu:
+        assert nlu.parse("稍等，我去叫他", identity).intent == "hold_on"
+        res = nlu.parse("我是他女儿", identity)
+        assert (res.intent, res.value, res.source) == ("self_relative", "女儿", "builtin")
+        assert fake_rasa.requests == []
+        assert nlu.parse("没有", Expectation("yes_no", topic="symptoms")).source == "rasa"
+        assert nlu.fallbacks == 0

@@ -323,6 +323,7 @@ _DOUBT_RE = re.compile(
     r"或者|可能.{0,8}可能|好像.{0,8}好像"
 )
 _RANGE_WORD_RE = re.compile(r"到|至|~|-|之间")
+_FILLER_ONLY_RE = re.compile(r"^(?:嗯|啊|呃|额|哦|喂|那个|就是|这个|然后)+$")
 # The temperature question answered without a number but about the temperature (正常, 没量, 体温计坏了).
 _TEMP_NORMAL_RE = re.compile(r"正常|没量|没有量|没测|量|体温计|温度计|烫|烧|热")
 
@@ -678,6 +679,8 @@ class BuiltinNlu:
                 own.append(clause)
             else:
                 foreign |= topics
+        if foreign:  # 嗯，有点咳嗽 at the travel question: the 嗯 is not an answer
+            own = [c for c in own if not (ctx.is_ack(c) or _FILLER_ONLY_RE.match(c))]
         if not own:
             return NluResult("other_answer", None, 0.85, False, self.name, (("about", tuple(sorted(foreign))),))
         kept = "，".join(own)
@@ -691,6 +694,13 @@ class BuiltinNlu:
         if res.intent in ("affirm", "deny") and ctx.both_ways(t):
             return NluResult("unsure", None, 0.7, True, self.name, (("both_ways", True),))
         return res
+
+    @staticmethod
+    def _answer_then_explanation(t: str) -> bool:
+        """没有，就是干活累的: a plain answer first, the busy word only in what explains it (no call-back asked)."""
+        first, sep, rest = t.partition("，")
+        return bool(sep) and bool(_ANSWER_WORD_RE.match(_FILLER_EDGE_RE.sub("", first))) and not _BUSY_RE.search(
+            first) and not _CALLBACK_VERB_RE.search(t) and not _CALLBACK_RE.search(t)
 
     def _answer_beside_inquiry(self, t: str, raw: str) -> NluResult | None:
         """是我，什么事 / 没有，你哪位: the yes/no answer next to a question about the caller, if any."""
@@ -717,6 +727,7 @@ class BuiltinNlu:
             _BUSY_RE.search(t)
             and not _OTHER_PERSON_RE.match(_FILLER_EDGE_RE.sub("", t))
             and not (_BUSY_REASON_RE.search(t) and _DONE_ANSWER_RE.search(t))
+            and not self._answer_then_explanation(t)
         ):
             return NluResult("busy", value=parse_callback_time(t), confidence=0.9)
         if _REPEAT_RE.search(t):
