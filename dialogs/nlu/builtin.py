@@ -196,19 +196,21 @@ _BUSY_REASON_RE = re.compile(r"(?:没空|没时间|忙)(?:着|得很|得|了)?[^
 # A call-back request without a time: 等我下班再打, 周末再打, 回家再说.
 _CALLBACK_RE = re.compile(r"再打(?!我|就)|再联系|再来电|再拨|再聊|打过来|打来|等我.{0,8}再说|回家再说|以后再说|再说吧|有空再")
 _DONE_ANSWER_RE = re.compile(r"(?:还没有?|没有?)(?:去|做|测|检测|采样)|(?:没空|没时间)(?:去|测|做核酸|做检测)")
+# 他在睡觉，你晚点打: the resident is not there and the caller asks to be called later (busy).
+_LATER_CALL_RE = re.compile(r"(?:晚|迟|过|等)(?:一)?(?:点|会儿?|些|阵)(?:儿)?(?:再)?(?:打|联系|来电)|再打|打过来|回电")
 _CALLBACK_VERB_RE = re.compile(r"再打|打过来|打来|再说|再联系|再聊|再问|回电|打给我|联系我|再来电|再拨")
 _REPEAT_RE = re.compile(
     r"再说一(?:遍|次|下)|再讲一(?:遍|次|下)|重复一?(?:遍|下|次)?|再来一(?:遍|次)|再问一(?:遍|次)|再念一遍|"
     r"没听(?:清|见|到|懂|明白)|听不(?:清|见|到|懂|明白|太清)|(?<!没)说(?:的)?(?:啥|什么|甚么)|讲(?:的)?(?:啥|什么)|"
     r"问(?:的)?(?:啥|什么)|说(?:的)?多少|(?:啥|什么)意思|大(?:点|一点)声|声音大|大声(?:点|一点)|说慢|慢(?:点|一点)说|"
-    r"(?:你|您)(?:是)?(?:谁|哪位|哪里)|哪位|哪里打来|信号不好|没声音|(?<!没)(?<!没有)有?(?:什么|啥)事(?!都没|也没|没|儿没)|"
+    r"(?:你|您)(?:是)?(?:谁|哪位|哪里)|(?:你|您)(?:们)?是哪个(?![\u4e00-\u9fff])|哪位|哪里打来|信号不好|没声音|(?<!没)(?<!没有)有?(?:什么|啥)事(?!都没|也没|没|儿没)|"
     r"(?:哪个|什么)(?:部门|单位|机构)|(?:他|她)是谁|谁啊|谁呀|找谁|找(?:我|他|她)(?:干嘛|干啥|干什么|做什么)|干嘛的|干什么的|做什么的|什么情况|啥情况|怎么回事|哪个单位|什么单位|哪里的|是哪里|什么电话|"
     r"听得(?:到|见)吗|能听(?:到|见)吗|听到了?吗|在吗|喂喂"
 )
 # The part of _REPEAT_RE that asks who is calling or why (你哪位, 什么事), as opposed to not having heard:
 # "是我，什么事" answers the question and asks back, so the answer wins.
 _INQUIRY_RE = re.compile(
-    r"(?:你|您)(?:们)?(?:是)?谁(?:啊|呀)?|"
+    r"(?:你|您)(?:们)?(?:是)?谁(?:啊|呀)?|(?:你|您)(?:们)?是哪个(?![\u4e00-\u9fff])|"
     r"(?:(?:你|您|这|那)(?:们|里|边)?(?:是|是从)?)?(?:"
     r"哪位|哪里|哪里打来的?|(?<!没)(?<!没有)有?(?:什么|啥)事(?:情|儿)?(?!都没|也没|没|儿没)|"
     r"(?:哪个|什么)(?:部门|单位|机构)的?|找(?:我)?(?:有)?(?:什么|啥)事|找谁|找(?:我|他|她)(?:干嘛|干啥|干什么|做什么)|干嘛的|干什么的|做什么的|哪里的|是哪里|什么电话"
@@ -725,7 +727,7 @@ class BuiltinNlu:
             return NluResult("human", confidence=0.95)
         if (
             _BUSY_RE.search(t)
-            and not _OTHER_PERSON_RE.match(_FILLER_EDGE_RE.sub("", t))
+            and not (_OTHER_PERSON_RE.match(_FILLER_EDGE_RE.sub("", t)) and not _LATER_CALL_RE.search(t))
             and not (_BUSY_REASON_RE.search(t) and _DONE_ANSWER_RE.search(t))
             and not self._answer_then_explanation(t)
         ):

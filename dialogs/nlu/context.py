@@ -62,7 +62,7 @@ _HOLD_RE = re.compile(
 _LATER_RE = re.compile(r"再打|再说|再联系|再来电|再拨|打过来|打来|回电|打给我|回头")
 
 _SCAM_RE = re.compile(
-    r"骗子|骗人|诈骗|骗局|骗钱|骗我|冒充|上当|(?:是|都是)?假的(?:吧|吗)|我(?:怎么|凭什么)(?:信|相信)你|"
+    r"骗子|骗人|诈骗|骗局|骗钱|骗我|冒充|上当|传销|推销|(?:是|都是)?假的(?:吧|吗)|我(?:怎么|凭什么)(?:信|相信)你|"
     r"怎么知道你(?:们)?不是|我不信(?:你|你们)"
 )
 # Asking for a person is a request (human), not a question about the caller.
@@ -71,7 +71,7 @@ _HUMAN_REQUEST_RE = re.compile(
     r"不(?:跟|和|想跟|想和)(?:机器|录音|机器人)"
 )
 _BOT_RE = re.compile(
-    r"机器人|机器|录音|电脑|人工智能|(?<![a-z])ai(?![a-z])|自动(?:打|拨|的|在)|智能客服|智能语音|自动语音|语音助手|自动的|"
+    r"(?:你|您|这|这边)是(?:人工|真人)(?:客服|服务|的)?(?:吗|吧|啊)|机器人|机器|录音|电脑|人工智能|(?<![a-z])ai(?![a-z])|自动(?:打|拨|的|在)|智能客服|智能语音|自动语音|语音助手|自动的|"
     r"(?:是|是不是|是个)(?:真)?人(?:吗|啊|吧|还是|在)|真人(?:吗|啊|吧|还是|在)|(?:人|人工)(?:的)?还是|还是(?:真)?人"
 )
 
@@ -109,7 +109,9 @@ def _relation_re(relations: Iterable[str]) -> re.Pattern[str]:
 
 
 _RELATION_CACHE: dict[tuple[str, ...], re.Pattern[str]] = {}
-_NON_RELATIVE_RE = _relation_re(NON_RELATIVES)
+_NON_RELATIVE_RE = re.compile(
+    r"我是(?:他|她|它)?(?:的)?[\u4e00-\u9fff]{0,3}?(?P<rel>" + "|".join(NON_RELATIVES) + r")"
+)
 _THEY_ARE_MY_RE = re.compile(r"(?:他|她)是我(?:的)?(?P<rel>" + "|".join(sorted(RELATIVES, key=len, reverse=True)) + r")")
 
 
