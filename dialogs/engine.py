@@ -23,13 +23,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dialogs.nlu.context import key_text
 from dialogs.nlu.temperature import parse_key_temperature
 from dialogs.nlu.types import GLOBAL_INTENTS, NOT_ANSWER_INTENTS, Expectation, Nlu, NluResult, understand
 from dialogs.rules import RuleContext
-from dialogs.script import Node, Script
 from dialogs.types import (
     Action,
     Answer,
@@ -45,6 +44,9 @@ from dialogs.types import (
     Understood,
     Utterance,
 )
+
+if TYPE_CHECKING:  # the script module builds sessions of this engine; here its types are annotations only
+    from dialogs.script import Node, Script
 
 log = logging.getLogger(__name__)
 
