@@ -30,8 +30,9 @@ from campaigns.windows import CallingWindows, WindowSpecError
 from dialer.base import Telephony, TelephonyError
 from dialogs.nlu.types import Nlu
 from outreach.config import Config
-from outreach.context import fail, get_ctx
+from outreach.context import check_text_options, fail, get_ctx
 from results import campaigns as db
+from results.limits import CAMPAIGN_NAME_MAX, COMMUNITY_MAX, SOURCE_FILE_MAX, TAG_MAX
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,10 @@ def create(
     max_per_day: int | None = typer.Option(None, "--max-attempts-per-day", min=1, max=10, help="Max attempts a day."),
 ) -> None:
     """Create a draft campaign from imported residents (all of them, or filtered)."""
+    check_text_options(
+        ("campaign name", name, CAMPAIGN_NAME_MAX), ("--community", community, COMMUNITY_MAX), ("--tag", tag, TAG_MAX),
+        ("--file", source_file, SOURCE_FILE_MAX),
+    )
     app_ctx = get_ctx(ctx)
     cfg = app_ctx.config()
     defaults = campaign_defaults(cfg)
@@ -321,6 +326,11 @@ def run(
     store = app_ctx.store()
     if virtual_time and speed is not None:
         fail("--virtual-time and --speed exclude each other")
+    for name in campaign:  # a typo must not run nothing, silently
+        try:
+            db.get_campaign(store, name)
+        except db.CampaignError as exc:
+            fail(f"--campaign {name!r}: {exc}")
     origin = _parse_start(start)
     clock: Clock
     if virtual_time or speed is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -21,13 +22,17 @@ from campaigns.contacts import (
     default_rejects_path,
     open_contacts,
 )
-from outreach.context import fail, get_ctx
-from results.masking import mask_national_id, mask_phone
+from outreach.context import check_text_options, fail, get_ctx
+from outreach.logsetup import log_to_file
+from results.limits import COMMUNITY_MAX
+from results.masking import mask_national_id, mask_phone, mask_text
 from results.residents import import_residents, list_residents, record_audit
+from results.store import describe_db_error
 
 app = typer.Typer(help="Resident lists: import CSV/XLSX files, list stored residents.", no_args_is_help=True)
 
 EXIT_STORE_FAILED = 1
+log = logging.getLogger(__name__)
 
 
 def _actor() -> str:
@@ -78,10 +83,14 @@ def import_cmd(
     rejects: Path | None = typer.Option(
         None, "--rejects", help="Where rejected rows go (default: <name>.rejects.<ext> beside FILE)."
     ),
+    sheet: str | None = typer.Option(
+        None, "--sheet", help="Only this worksheet of an .xlsx (default: every sheet with a phone column)."
+    ),
 ) -> None:
     """Import residents from FILE; rows are merged by phone, bad rows go to a rejects file. All or nothing."""
+    check_text_options(("--community", community, COMMUNITY_MAX))
     try:
-        source = open_contacts(file)
+        source = open_contacts(file, sheet=sheet)
     except ImportFileError as exc:
         fail(str(exc))
         return
@@ -97,7 +106,7 @@ def import_cmd(
                 f"cannot write the rejects file {rejects_path}: the folder {rejects_path.parent} does not exist; "
                 "choose another place with --rejects (nothing was imported)"
             )
-        store = get_ctx(ctx).store()
+        store = get_ctx(ctx).store(create=True)
         writer = RejectsWriter(rejects_path, source)
 
         def rows() -> Iterator[ContactRow]:
@@ -129,7 +138,8 @@ def import_cmd(
             return
         except SQLAlchemyError as exc:
             writer.discard()
-            fail(f"import of {file} failed, the store is unchanged: {exc}", code=EXIT_STORE_FAILED)
+            log_to_file(log, f"import of {file} failed", exc)  # the log file keeps the details, masked
+            fail(f"import of {file} failed, the store is unchanged: {describe_db_error(exc)}", code=EXIT_STORE_FAILED)
             return
         except OSError as exc:  # writing the rejects file (a read-only folder, a full disk) or reading the input
             writer.discard()
@@ -154,14 +164,25 @@ def import_cmd(
             return
     finally:
         source.close()
+    multi_sheet = source.sheet_count > 1
     if as_json:
-        print(json.dumps({
+        result: dict[str, Any] = {
             "imported": summary.imported,
             "updated": summary.updated,
             "rejected": summary.rejected,
             "rejects_file": str(written) if written is not None else None,
-        }, ensure_ascii=False))
+        }
+        if multi_sheet:
+            result["sheets_read"] = source.sheets_read
+            result["sheets_skipped"] = [name for name, _ in source.sheets_skipped]
+        print(json.dumps(result, ensure_ascii=False))
         return
+    if multi_sheet:
+        skipped = "、".join(f"{name}（{why}）" for name, why in source.sheets_skipped)
+        not_chosen = source.sheet_count - len(source.sheets_read) - len(source.sheets_skipped)
+        print(f"读取的工作表：{'、'.join(source.sheets_read)}"
+              + (f"；跳过：{skipped}" if skipped else "")
+              + (f"；未选择的工作表 {not_chosen} 个（--sheet）" if not_chosen else ""))
     print(
         f"导入完成：新增 {summary.imported} 人，更新 {summary.updated} 人，"
         f"文件内重复合并 {summary.duplicates} 行，拒绝 {summary.rejected} 行"
@@ -185,6 +206,7 @@ def list_cmd(
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many residents."),
 ) -> None:
     """Show stored residents; phone and ID numbers are masked unless --unmasked."""
+    check_text_options(("--community", community, COMMUNITY_MAX))
     store = get_ctx(ctx).store()
     residents = list_residents(store, community=community, limit=limit)
     if unmasked:
@@ -192,18 +214,20 @@ def list_cmd(
             store, "residents.list_unmasked", actor=_actor(),
             details={"community": community, "count": len(residents)},
         )
+    # free text (a 备注 like 其他号码：139...) passes through the same masker as the numbers
+    text: Callable[[str], str] = (lambda v: v) if unmasked else mask_text
     out: list[dict[str, Any]] = []
     for r in residents:
         out.append({
             "id": r.id,
-            "name": r.name,
+            "name": text(r.name),
             "phone": r.phone if unmasked else mask_phone(r.phone),
-            "community": r.community,
-            "address": r.address,
+            "community": text(r.community),
+            "address": text(r.address),
             "national_id": (r.national_id if unmasked else mask_national_id(r.national_id)) or None,
             "arrival_date": r.arrival_date.isoformat() if r.arrival_date else None,
-            "tags": list(r.tags or []),
-            "note": r.note,
+            "tags": [text(str(t)) for t in r.tags or []],
+            "note": text(r.note),
         })
     if as_json:
         print(json.dumps({"count": len(out), "residents": out}, ensure_ascii=False))

@@ -18,14 +18,14 @@ def export_cmd(
     ctx: typer.Context,
     campaign: str = typer.Option(..., "--campaign", help="Campaign name."),
     what: str = typer.Option(..., "--what", help="screenings | attempts | escalations"),
-    fmt: str = typer.Option("xlsx", "--format", help="csv | xlsx"),
+    fmt: str | None = typer.Option(None, "--format", help="csv | xlsx (default: from the --out extension, which must agree)."),
     out: Path = typer.Option(..., "--out", help="Output file."),
     unmasked: bool = typer.Option(False, "--unmasked", help="Full phone and ID numbers (written to the audit log)."),
 ) -> None:
     """Export with Chinese column headers; phones and IDs are masked unless --unmasked."""
     if what not in WHAT:
         fail(f"--what {what!r}: choose one of {', '.join(WHAT)}")
-    if fmt not in FORMATS:
+    if fmt is not None and fmt not in FORMATS:
         fail(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     store = get_ctx(ctx).store()
     try:
