@@ -33,10 +33,10 @@ from campaigns.policy import (
     decide,
     record_escalations,
 )
-from campaigns.runner import run_text_dialog
 from campaigns.windows import CallingWindows
 from dialer.base import CallOutcome, OriginateRequest, Telephony
 from dialer.media import MediaSession
+from dialogs.conversation import run_text_dialog
 from dialogs.types import DialogSession, ScreeningResult
 from results import campaigns as db
 from results.masking import mask_phone
@@ -361,7 +361,7 @@ class CampaignEngine:
         facts = AttemptFacts(
             outcome=outcome, dialog_outcome=dialog_outcome, started_at=claim.started_at, ended_at=ended,
             attempts_total=claim.attempt_no, attempts_today=claim.attempts_today, callback_at=cb_at,
-            history=claim.history,
+            history=claim.history, scam_suspected=bool(result is not None and result.scam_suspected),
         )
         d = decide(facts, policy, windows)
         extra: list[db.EscalationData] = []
@@ -409,6 +409,7 @@ class CampaignEngine:
             duration_s=round((ended - claim.started_at).total_seconds(), 2), turns=turns, record=record,
             state=d.state, next_attempt_at=d.next_attempt_at, final_outcome=d.final_outcome,
             escalations=escalations, do_not_call=d.do_not_call or bool(result and result.opt_out),
+            do_not_call_source=d.do_not_call_source,
         )
 
     # ------------------------------------------------------------------ drivers

@@ -62,6 +62,11 @@ OUTCOME_LABELS = {
     "cancelled": "已取消",
 }
 
+REFUSED_REASONS = {
+    "opt_out": "居民要求不再接到机器人电话，已停止呼叫，请社区决定如何联系",
+    "scam_hang_up": "居民怀疑是诈骗电话并挂断，已停止呼叫，请社区核实身份后联系",
+}
+
 ESCALATION_PRIORITY = {
     "high_risk": 1,
     "flagged": 2,
@@ -69,6 +74,7 @@ ESCALATION_PRIORITY = {
     "unreachable": 3,
     "callback_requested": 3,
     "uncertain": 3,
+    "refused": 3,  # opted out of robot calls, or hung up suspecting a scam: the community decides how to reach them
 }
 
 
@@ -138,6 +144,7 @@ class Decision:
     final_outcome: str | None = None
     escalations: tuple[EscalationSpec, ...] = ()
     do_not_call: bool = False
+    do_not_call_source: str = "opt_out"  # results.donotcall.SOURCES
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +159,7 @@ class AttemptFacts:
     attempts_today: int  # including this attempt, in the campaign's local day of started_at
     callback_at: dt.datetime | None = None  # the time the resident asked to be called back
     history: Sequence[str] = field(default_factory=tuple)  # earlier attempt outcomes, oldest first
+    scam_suspected: bool = False  # the resident suspected a scam during the call (你们是骗子吧)
 
 
 def retry_outcome(facts: AttemptFacts) -> str | None:
@@ -169,6 +177,14 @@ def decide(facts: AttemptFacts, policy: RetryPolicy, windows: CallingWindows) ->
     """Route a contact after an attempt: retry (when, within windows and limits) or finish (how)."""
     if facts.outcome not in ATTEMPT_OUTCOMES:
         raise PolicyError(f"unknown attempt outcome {facts.outcome!r}")
+    if facts.scam_suspected and facts.outcome in ("answered", "hung_up_early") and facts.dialog_outcome in (
+        "hung_up", "opted_out", None
+    ):
+        # Hung up (or refused) after suspecting a scam: never call again with the robot; a person from
+        # the community decides how to reach the resident.
+        spec = EscalationSpec("refused", (REFUSED_REASONS["scam_hang_up"],), ESCALATION_PRIORITY["refused"])
+        return Decision(state="done", final_outcome="opted_out", escalations=(spec,), do_not_call=True,
+                        do_not_call_source="scam_hang_up")
     category = retry_outcome(facts)
     if category is None:
         return _finish(facts)
@@ -190,7 +206,8 @@ def _finish(facts: AttemptFacts) -> Decision:
         return Decision(state="done", final_outcome="invalid_number", escalations=(spec,))
     outcome = facts.dialog_outcome or "completed"
     if outcome == "opted_out":
-        return Decision(state="done", final_outcome="opted_out", do_not_call=True)
+        spec = EscalationSpec("refused", (REFUSED_REASONS["opt_out"],), ESCALATION_PRIORITY["refused"])
+        return Decision(state="done", final_outcome="opted_out", escalations=(spec,), do_not_call=True)
     if outcome == "wrong_number":
         spec = EscalationSpec("unreachable", ("接听人称打错电话，号码可能有误",), ESCALATION_PRIORITY["unreachable"])
         return Decision(state="done", final_outcome="wrong_number", escalations=(spec,))

@@ -67,7 +67,9 @@ def make_session_factory(nlu: Nlu, *, low_confidence: float = 0.6) -> SessionFac
             if info.script_sha256 and script.sha256 != info.script_sha256:
                 log.warning("campaign %s: script %s changed since the campaign was created", info.name, info.script_path)
             scripts[info.script_path] = script
-        session: DialogSession = script.new_session(claim.contact_mapping(), nlu, low_confidence=low_confidence)
+        session: DialogSession = script.new_session(
+            claim.contact_mapping(), nlu, low_confidence=low_confidence, defer_nlu=True
+        )
         return session
 
     return factory
@@ -85,7 +87,14 @@ def make_simulated_network(
         async def sleep(seconds: float) -> None:
             await clock.sleep_until(clock.now() + dt.timedelta(seconds=seconds))
 
-    return SimulatedNetwork(seed=seed, dial_log=dial_log, sleep=sleep, **dict(rates))
+    unknown = set(rates) - {"answer_rate", "no_answer_rate", "busy_rate", "congestion_rate", "invalid_rate"}
+    if unknown:
+        raise ValueError(f"simulation: unknown rate(s) {', '.join(sorted(unknown))}")
+    return SimulatedNetwork(
+        seed=seed, dial_log=dial_log, sleep=sleep, answer_rate=float(rates.get("answer_rate", 0.55)),
+        no_answer_rate=float(rates.get("no_answer_rate", 0.30)), busy_rate=float(rates.get("busy_rate", 0.06)),
+        congestion_rate=float(rates.get("congestion_rate", 0.05)), invalid_rate=float(rates.get("invalid_rate", 0.03)),
+    )
 
 
 def default_reminder_sweep(store: Store) -> ReminderSweep:

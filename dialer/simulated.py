@@ -9,18 +9,37 @@ accounted in seconds on the call's own timeline, not slept, unless a `sleep` fun
 
 Default mix (DESIGN.md): answers 55 %, no answer 30 %, busy 6 %, switched off / congestion 5 %,
 invalid number 3 % (a property of the number: the same residents every time).
+
+It implements the whole telephony contract (dialer/base.py) and lets tests inject system faults:
+`go_down(reason)` / `come_up()` (or `down_until` on the given clock) make `originate` raise
+`TelephonyUnavailable`, `congested` makes it raise `TrunkCongestion`, and `force(phone, behaviour)` fixes
+one number's next calls: a `CallOutcome` value, `stuck` (answers, then never says anything again until
+we hang up: a call that never ends) or `trunk_congestion`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from dialer.base import CallOutcome, ListenSpec, OriginateRequest, OriginateResult, Reply, TelephonyError
+from dialer.base import (
+    CallOutcome,
+    DuplicateChannel,
+    Health,
+    ListenSpec,
+    OriginateRequest,
+    OriginateResult,
+    Reply,
+    TelephonyBase,
+    TelephonyUnavailable,
+    TrunkCongestion,
+)
 from results.masking import mask_phone
 
 log = logging.getLogger(__name__)
@@ -184,8 +203,10 @@ class SimulatedCall:
     """One answered call in text mode (a `dialer.base.TextChannel`)."""
 
     def __init__(self, channel_id: str, persona: Persona, plan: CallPlan, rng: random.Random,
-                 sleep: Sleep | None = None) -> None:
+                 sleep: Sleep | None = None, *, stuck: bool = False) -> None:
         self._channel_id = channel_id
+        self._stuck = stuck
+        self._ended = asyncio.Event()
         self.persona = persona
         self.plan = plan
         self._rng = rng
@@ -229,6 +250,9 @@ class SimulatedCall:
     async def listen(self, spec: ListenSpec) -> Reply:
         if self._hung_up:
             return Reply("hangup")
+        if self._stuck:  # the line stays open and silent, and no timer of ours fires: wait for our hang-up
+            await self._ended.wait()
+            return Reply("hangup")
         reply = self._decide(spec)
         if reply.kind == "no_input":
             await self._pass(spec.no_input_s)
@@ -244,6 +268,7 @@ class SimulatedCall:
 
     async def hangup(self) -> None:
         self._hung_up = True
+        self._ended.set()
 
     # ------------------------------------------------------------------ behaviour
 
@@ -306,10 +331,11 @@ class SimulatedCall:
         return Reply("speech", r.choice(table[style]))
 
 
-class SimulatedNetwork:
+class SimulatedNetwork(TelephonyBase):
     """The in-process phone network (a `dialer.base.Telephony`)."""
 
     name = "simulated"
+    supports_transfer = False
 
     def __init__(
         self,
@@ -322,6 +348,7 @@ class SimulatedNetwork:
         invalid_rate: float = 0.03,
         dial_log: Path | None = None,
         sleep: Sleep | None = None,
+        now: Callable[[], dt.datetime] | None = None,
     ) -> None:
         rates = (answer_rate, no_answer_rate, busy_rate, congestion_rate)
         if any(x < 0 for x in (*rates, invalid_rate)) or sum(rates) <= 0:
@@ -337,6 +364,60 @@ class SimulatedNetwork:
             dial_log.parent.mkdir(parents=True, exist_ok=True)
             self._log = dial_log.open("a", encoding="utf-8")
         self._personas: dict[str, Persona] = {}
+        self._now = now
+        self._live: dict[str, SimulatedCall] = {}
+        self._forced: dict[str, str] = {}
+        self.down_reason: str | None = None
+        self.down_until: dt.datetime | None = None  # with `now`: an outage that ends by itself
+        self.congested = False
+        self.refused = 0  # originates refused by an injected fault
+
+    # ------------------------------------------------------------------ fault injection (tests)
+
+    def go_down(self, reason: str = "simulated outage", *, until: dt.datetime | None = None) -> None:
+        self.down_reason = reason
+        self.down_until = until
+
+    def come_up(self) -> None:
+        self.down_reason = None
+        self.down_until = None
+
+    def force(self, phone: str, behaviour: str | None) -> None:
+        """Fix what calls to `phone` do: a CallOutcome value, `stuck`, `trunk_congestion` (None: undo)."""
+        if behaviour is None:
+            self._forced.pop(phone, None)
+            return
+        if behaviour not in {*CallOutcome, "stuck", "trunk_congestion"}:
+            raise ValueError(f"unknown simulated behaviour {behaviour!r}")
+        self._forced[phone] = behaviour
+
+    def _down(self) -> str | None:
+        if self.down_reason is None:
+            return None
+        if self.down_until is not None and self._now is not None and self._now() >= self.down_until:
+            self.come_up()
+            return None
+        return self.down_reason
+
+    # ------------------------------------------------------------------ contract
+
+    def health(self) -> Health:
+        reason = self._down()
+        if reason is not None:
+            return Health(False, reason)
+        if self.congested:
+            return Health(False, "trunk congested")
+        return Health(True, f"{len(self._live)} calls up")
+
+    async def hangup(self, channel_id: str) -> None:
+        call = self._live.pop(channel_id, None)
+        if call is not None:
+            await call.hangup()
+
+    async def reconcile(self, owned: Collection[str]) -> set[str]:
+        for cid in [c for c, call in self._live.items() if call.hung_up]:
+            del self._live[cid]
+        return {cid for cid in owned if cid in self._live}
 
     def persona(self, phone: str) -> Persona:
         p = self._personas.get(phone)
@@ -348,7 +429,15 @@ class SimulatedNetwork:
 
     async def originate(self, request: OriginateRequest) -> OriginateResult:
         if request.channel_id in self._dialed:
-            raise TelephonyError(f"channel {request.channel_id} was already dialled; refusing to dial it twice")
+            raise DuplicateChannel(f"channel {request.channel_id} was already dialled; refusing to dial it twice")
+        forced = self._forced.get(request.phone)
+        down = self._down()
+        if down is not None:
+            self.refused += 1
+            raise TelephonyUnavailable(f"simulated network down: {down}")
+        if self.congested or forced == "trunk_congestion":
+            self.refused += 1
+            raise TrunkCongestion("simulated trunk congestion (SIP 503)")
         self._dialed.add(request.channel_id)
         if self._log is not None:
             # The carrier's call log: one line per dial, written before the call (kill tests read it).
@@ -357,6 +446,8 @@ class SimulatedNetwork:
         persona = self.persona(request.phone)
         r = random.Random(f"call|{self.seed}|{request.phone}|{request.attempt_no}")
         cid = request.channel_id
+        if forced is not None:
+            return await self._forced_call(request, forced, persona, r)
         if persona.invalid:
             return await self._fail(cid, CallOutcome.invalid_number, r.uniform(1.0, 3.0), "1 UNALLOCATED")
         u = r.random()
@@ -366,6 +457,7 @@ class SimulatedNetwork:
             if self._sleep is not None:
                 await self._sleep(ring)
             call = SimulatedCall(cid, persona, self._plan(r), r, self._sleep)
+            self._track(call)
             log.debug("sim %s answered %s", cid, mask_phone(request.phone))
             return OriginateResult(cid, CallOutcome.answered, ring, "16 NORMAL_CLEARING", text=call)
         rest = (u - p_answer) / (1 - p_answer) if p_answer < 1 else 0.0
@@ -375,6 +467,27 @@ class SimulatedNetwork:
         if rest < (self._p_no_answer + self._p_busy) / scale:
             return await self._fail(cid, CallOutcome.busy, r.uniform(1.0, 4.0), "17 USER_BUSY")
         return await self._fail(cid, CallOutcome.congestion, r.uniform(2.0, 6.0), "34 NORMAL_CIRCUIT_CONGESTION")
+
+    def _track(self, call: SimulatedCall) -> None:
+        if len(self._live) > 10_000:  # finished calls are dropped lazily
+            for done in [c for c, live in self._live.items() if live.hung_up]:
+                del self._live[done]
+        self._live[call.channel_id] = call
+
+    async def _forced_call(
+        self, request: OriginateRequest, forced: str, persona: Persona, r: random.Random
+    ) -> OriginateResult:
+        cid = request.channel_id
+        if forced in ("answered", "stuck"):
+            call = SimulatedCall(cid, persona, CallPlan("normal", 0), r, self._sleep, stuck=forced == "stuck")
+            self._track(call)
+            return OriginateResult(cid, CallOutcome.answered, 1.0, "16 NORMAL_CLEARING", text=call)
+        causes = {
+            "no_answer": "19 NO_ANSWER", "busy": "17 USER_BUSY", "congestion": "20 SUBSCRIBER_ABSENT",
+            "failed": "31 NORMAL_UNSPECIFIED", "invalid_number": "1 UNALLOCATED",
+        }
+        ring = request.timeout_s if forced == "no_answer" else 2.0
+        return await self._fail(cid, CallOutcome(forced), ring, causes[forced])
 
     async def _fail(self, cid: str, outcome: CallOutcome, ring: float, cause: str) -> OriginateResult:
         if self._sleep is not None:
@@ -398,7 +511,10 @@ class SimulatedNetwork:
             u -= p
         return CallPlan("normal", 0)
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
+        for call in list(self._live.values()):
+            await call.hangup()
+        self._live.clear()
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from dialogs.nlu.types import GLOBAL_INTENTS, Expectation, Nlu, NluResult
+from dialogs.nlu.types import GLOBAL_INTENTS, Expectation, Nlu, NluResult, understand
 from dialogs.rules import RuleContext
 from dialogs.script import Node, Script
 from dialogs.types import (
@@ -38,6 +38,8 @@ from dialogs.types import (
     NoInput,
     Say,
     ScreeningResult,
+    Understand,
+    Understood,
     Utterance,
 )
 
@@ -101,8 +103,20 @@ def _match_option(text: str, options: tuple[tuple[str, tuple[str, ...]], ...]) -
 class Session:
     """One conversation with one contact (implements dialogs.types.DialogSession)."""
 
-    def __init__(self, script: Script, contact: Mapping[str, Any], nlu: Nlu, *, low_confidence: float = 0.6) -> None:
+    def __init__(
+        self,
+        script: Script,
+        contact: Mapping[str, Any],
+        nlu: Nlu,
+        *,
+        low_confidence: float = 0.6,
+        defer_nlu: bool = False,
+    ) -> None:
+        """`defer_nlu`: answer an utterance with an `Understand` action instead of calling the NLU
+        inline (live calls: the driver awaits the NLU off the audio path, then sends `Understood`)."""
         self._script = script
+        self._defer = defer_nlu
+        self._pending: tuple[Node, Utterance, str, str] | None = None
         self._contact = dict(contact)
         self._nlu = nlu
         self._low = low_confidence
@@ -148,6 +162,13 @@ class Session:
             return []  # e.g. the socket closing after our goodbye
         node = self._node
         assert node is not None
+        if isinstance(event, Understood):
+            if self._pending is None:
+                raise DialogError("Understood without a pending Understand")
+            pnode, utt, text, compact = self._pending
+            self._pending = None
+            return self._on_understood(pnode, utt, text, compact, event.result)
+        self._pending = None  # an event instead of the reading (e.g. a hang-up): the utterance is dropped
         if isinstance(event, HangUp):
             self._turn(node, "hang_up", None, None, None)
             return self._finish("hung_up", None)
@@ -265,7 +286,16 @@ class Session:
             self._turn(node, "utterance", text, None, utt.confidence)
             return self._on_failure(node, "no_input")
         expect = Expectation(kind=node.expect or "free_text", options=node.options)
-        r: NluResult = self._nlu.parse(text, expect)
+        if self._defer:
+            self._pending = (node, utt, text, compact)
+            return [Understand(text=text, expect=expect, node=node.name)]
+        return self._on_understood(node, utt, text, compact, self._nlu.parse(text, expect))
+
+    async def understand(self, request: Understand) -> NluResult:
+        """The NLU's reading for an `Understand` action (awaited: Rasa goes over HTTP)."""
+        return await understand(self._nlu, request.text, request.expect)
+
+    def _on_understood(self, node: Node, utt: Utterance, text: str, compact: str, r: NluResult) -> list[Action]:
         confidence = min(utt.confidence, r.confidence)
         if r.intent in _OVERRIDING_INTENTS:  # 打错了，我没有儿子 / 别再打了，我老公说的: not a family answer
             self._turn(node, "utterance", text, r.intent, confidence)

@@ -55,6 +55,7 @@ from dialer.media import (
     MediaClosed,
     MediaSession,
 )
+from dialogs.conversation import advance, resolve
 from dialogs.types import (
     Action,
     DialogSession,
@@ -217,7 +218,7 @@ class DialogRunner:
         return self.report
 
     async def _converse(self) -> None:
-        actions: list[Action] = self.session.start()
+        actions: list[Action] = await resolve(self.session, self.session.start())
         listen: Listen | None = None
         while True:
             says = [a for a in actions if isinstance(a, Say)]
@@ -232,7 +233,7 @@ class DialogRunner:
             if says:
                 event, record = await self._play_batch(says, new_listen if end is None else None)
             if isinstance(event, HangUp):
-                self._handle(event, None)
+                await self._handle(event, None)
                 return
             if end is not None or self.session.done:
                 await self._hang_up()
@@ -241,16 +242,16 @@ class DialogRunner:
                 raise RunnerError(f"call {self.call_id}: the dialog asked for nothing to listen to ({actions!r})")
             if event is None:
                 event, record = await self._listen(listen)
-            actions = self._handle(event, record)
+            actions = await self._handle(event, record)
             if isinstance(event, HangUp):
                 return
             if not actions and not self.session.done:
                 # e.g. a digit of a multi-key entry: keep listening to the same question, no prompt
                 actions = [listen]
 
-    def _handle(self, event: Event, record: dict[str, Any] | None) -> list[Action]:
+    async def _handle(self, event: Event, record: dict[str, Any] | None) -> list[Action]:
         before = len(self.session.result.turns)
-        actions = self.session.handle(event)
+        actions = await advance(self.session, event)  # awaits the NLU: the player keeps sending frames
         if record is None:
             return actions
         t0 = record.pop("t0", None)

@@ -204,12 +204,12 @@ class Script:
         return list(seen)
 
     def new_session(
-        self, contact: Mapping[str, Any], nlu: Nlu, *, low_confidence: float = 0.6
+        self, contact: Mapping[str, Any], nlu: Nlu, *, low_confidence: float = 0.6, defer_nlu: bool = False
     ) -> DialogSession:
-        """A fresh conversation with one contact."""
+        """A fresh conversation with one contact (`defer_nlu`: see dialogs.engine.Session)."""
         from dialogs.engine import Session
 
-        return Session(self, contact, nlu, low_confidence=low_confidence)
+        return Session(self, contact, nlu, low_confidence=low_confidence, defer_nlu=defer_nlu)
 
 
 class _Values(dict[str, str]):

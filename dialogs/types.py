@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from dialogs.nlu.types import Expectation, NluResult
+
 # Outcome names used everywhere (records, exports, web).
 OUTCOMES = (
     "completed",
@@ -54,7 +56,14 @@ class HangUp:
     """The resident hung up."""
 
 
-Event = Utterance | Dtmf | NoInput | HangUp
+@dataclass(frozen=True, slots=True)
+class Understood:
+    """The NLU's reading of the utterance an `Understand` action asked about."""
+
+    result: NluResult
+
+
+Event = Utterance | Dtmf | NoInput | HangUp | Understood
 
 
 # ----------------------------------------------------------------------------- actions (out)
@@ -94,7 +103,20 @@ class End:
     outcome: str
 
 
-Action = Say | Listen | End
+@dataclass(frozen=True, slots=True)
+class Understand:
+    """Understand `text` (the reply to node `node`): the driver awaits the NLU
+    (`DialogSession.understand`) and sends the reading back as an `Understood` event.
+
+    Only sessions created with `defer_nlu=True` emit it (live calls: the NLU may be a Rasa server
+    over HTTP); it always comes alone."""
+
+    text: str
+    expect: Expectation
+    node: str
+
+
+Action = Say | Listen | End | Understand
 
 
 # ----------------------------------------------------------------------------- result
@@ -140,6 +162,7 @@ class ScreeningResult:
     reminder_needed: bool = False
     escalate_human: bool = False  # a rule routed this record to a human callback
     opt_out: bool = False
+    scam_suspected: bool = False  # the resident suspected a scam (你们是骗子吧); a hang-up after it is a refusal
     # For callback_requested: the time the resident asked for, as NLU parsed it (no clock here):
     # {"text": "下午三点", "delay_minutes": int | None, "day_offset": int, "time": "HH:MM" | None}
     callback_hint: dict[str, Any] | None = None
@@ -161,7 +184,8 @@ class ScreeningResult:
 
 
 class DialogSession(Protocol):
-    """One conversation. `start()` once, then `handle()` per event until `done`."""
+    """One conversation. `start()` once, then `handle()` per event until `done`; an `Understand`
+    action is answered with `handle(Understood(await session.understand(action)))`."""
 
     @property
     def done(self) -> bool: ...
@@ -172,3 +196,5 @@ class DialogSession(Protocol):
     def start(self) -> list[Action]: ...
 
     def handle(self, event: Event) -> list[Action]: ...
+
+    async def understand(self, request: Understand) -> NluResult: ...

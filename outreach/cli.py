@@ -64,12 +64,15 @@ _GROUPS: list[tuple[str, str, str | None]] = [
     ("campaign", "app", "campaign"),
     ("campaign", "register", None),
     ("results_cmd", "app", "results"),
+    ("dnc", "app", "dnc"),
     ("prompts", "app", "prompts"),
     ("models", "app", "models"),
     ("media", "register", None),
+    ("web_cmd", "register", None),
+    ("web_cmd", "users_app", "users"),
 ]
 # Top-level commands added by a module's register(): command name -> module.
-_TOP_LEVEL = {"nlu": "nlu", "run": "campaign", "demo": "campaign", "purge": "media"}
+_TOP_LEVEL = {"nlu": "nlu", "run": "campaign", "demo": "campaign", "purge": "media", "serve": "web_cmd"}
 _GLOBAL_OPTIONS_WITH_VALUE = {"--config", "--db"}
 
 

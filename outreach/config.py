@@ -161,6 +161,12 @@ class WebConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8320, ge=0, le=65535)
     session_secret: SecretStr | None = None
+    data_dir: str = "./var/web"  # uploaded resident files and their rejects
+    session_idle_minutes: int = Field(30, ge=1, le=24 * 60)
+    session_max_hours: int = Field(12, ge=1, le=24 * 7)
+    login_max_failures: int = Field(8, ge=3, le=100)
+    lockout_minutes: int = Field(15, ge=1, le=24 * 60)
+    max_upload_mb: int = Field(50, ge=1, le=2000)
 
 
 class LoggingConfig(_Section):

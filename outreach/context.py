@@ -92,17 +92,12 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 def check_text_options(*checks: tuple[str, str | list[str] | None, int]) -> None:
-    """Fail (exit 2) when an option's text cannot be stored: (option or argument name, value or values, max
-    length). An argument (a name without a leading --, e.g. 'campaign name') must not be empty."""
-    from results.limits import text_problem
+    """Fail (exit 2) when an option's text cannot be stored (see results.limits.first_problem)."""
+    from results.limits import first_problem
 
-    for option, values, limit in checks:
-        items = [values] if isinstance(values, str) else values or []
-        for v in items:
-            problem = text_problem(v, limit, required=not option.startswith("--"))
-            if problem:
-                shown = v if len(v) <= 40 else v[:40] + "…"
-                fail(f"{option} {shown!r} {problem}")
+    problem = first_problem(*checks)
+    if problem:
+        fail(problem)
 
 
 def get_ctx(ctx: typer.Context) -> AppContext:

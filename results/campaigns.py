@@ -20,16 +20,17 @@ import os
 import sqlite3
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, exists, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from results.donotcall import SOURCE_LABELS as DNC_SOURCE_LABELS
+from results.donotcall import add_do_not_call
+from results.donotcall import add_do_not_call_numbers as add_do_not_call_numbers
 from results.masking import mask_phone
 from results.models import (
     AuditLog,
@@ -167,6 +168,7 @@ class Finish:
     final_outcome: str | None = None
     escalations: list[EscalationData] = field(default_factory=list)
     do_not_call: bool = False
+    do_not_call_source: str = "opt_out"  # results.donotcall.SOURCES
 
 
 @dataclass(frozen=True, slots=True)
@@ -633,24 +635,10 @@ def _write_finishes(s: Session, todo: Sequence[Finish], cancelled: set[int]) -> 
             .values(status="closed", result="robot_called_back", closed_at=max(f.ended_at for f in done))
             .execution_options(synchronize_session=False)
         )
-    dnc = [f for f in todo if f.do_not_call]
-    for f in dnc:
-        add_do_not_call(s, f.claim.phone, reason="居民在通话中要求不再来电", source="opt_out", at=f.ended_at)
-
-
-def add_do_not_call(s: Session, phone: str, *, reason: str, source: str, at: dt.datetime) -> None:
-    """Insert a number into the do-not-call list (no error if it is there already)."""
-    values = {"phone": phone, "reason": reason, "source": source, "created_at": at}
-    dialect = s.get_bind().dialect.name
-    stmt = (pg_insert(DoNotCall) if dialect == "postgresql" else sqlite_insert(DoNotCall)).values(**values)
-    s.execute(stmt.on_conflict_do_nothing(index_elements=["phone"]))
-    audit(s, "do_not_call.add", {"phone": mask_phone(phone), "source": source}, at=at)
-
-
-def add_do_not_call_numbers(store: Store, phones: Iterable[str], *, reason: str, source: str, now: dt.datetime) -> None:
-    with store.session() as s:
-        for p in phones:
-            add_do_not_call(s, p, reason=reason, source=source, at=now)
+    for f in todo:
+        if f.do_not_call:
+            add_do_not_call(s, f.claim.phone, reason=DNC_SOURCE_LABELS.get(f.do_not_call_source, f.do_not_call_source),
+                            source=f.do_not_call_source, at=f.ended_at)
 
 
 # ----------------------------------------------------------------------------- recovery

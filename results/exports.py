@@ -56,6 +56,7 @@ RISK_LABELS = {"none": "无", "flagged": "需关注", "high": "高风险"}
 ESCALATION_LABELS = {
     "flagged": "风险关注", "high_risk": "高风险", "human_requested": "要求人工", "callback_requested": "要求回电",
     "unreachable": "无法联系", "uncertain": "回答不确定",
+    "refused": "拒绝机器人来电",
 }
 STATUS_LABELS = {"open": "待处理", "in_progress": "处理中", "closed": "已关闭"}
 
@@ -206,14 +207,20 @@ def _escalation_rows(store: Store, campaign_id: int, tz: ZoneInfo, unmasked: boo
 
 
 def escalation_tables(store: Store, campaign_id: int, tz: ZoneInfo, *, unmasked: bool = False,
-                      per_community: bool = True) -> list[Table]:
-    """Escalations, one table per community (XLSX sheets) or one table with every community."""
-    if not per_community:
-        return [Table("上报名单", ESCALATION_HEADERS, _escalation_rows(store, campaign_id, tz, unmasked))]
+                      per_community: bool = True, only: Sequence[str] | None = None) -> list[Table]:
+    """Escalations, one table per community (XLSX sheets) or one table with every community;
+    `only`: just these communities (a community worker's export)."""
     with store.session() as s:
         communities = sorted(
             {c for (c,) in s.execute(select(Escalation.community).where(Escalation.campaign_id == campaign_id))}
         )
+    if only is not None:
+        communities = [c for c in communities if c in set(only)]
+    if not per_community:
+        if only is None:
+            return [Table("上报名单", ESCALATION_HEADERS, _escalation_rows(store, campaign_id, tz, unmasked))]
+        return [Table("上报名单", ESCALATION_HEADERS,
+                      (row for c in communities for row in _escalation_rows(store, campaign_id, tz, unmasked, c)))]
     if not communities:
         return [Table("上报名单", ESCALATION_HEADERS, [])]
     return [
@@ -405,8 +412,9 @@ def export(
     out: Path,
     unmasked: bool = False,
     actor: str = "",
+    communities: Sequence[str] | None = None,
 ) -> int:
-    """Write one export file; returns the number of data rows.
+    """Write one export file; returns the number of data rows. `communities`: escalations of only these.
 
     Raises:
         ExportError: unknown campaign, `what` or format, or an unusable output path.
@@ -421,7 +429,8 @@ def export(
     elif what == "attempts":
         tables = [attempts_table(store, campaign_id, tz, unmasked=unmasked)]
     else:
-        tables = escalation_tables(store, campaign_id, tz, unmasked=unmasked, per_community=fmt == "xlsx")
+        tables = escalation_tables(store, campaign_id, tz, unmasked=unmasked, per_community=fmt == "xlsx",
+                                   only=communities)
 
     def audit_unmasked(n: int) -> None:
         # Recorded before the unmasked file appears: there is never an unmasked export without its audit row.
@@ -429,7 +438,7 @@ def export(
             s.add(AuditLog(
                 action="export.unmasked", actor=actor or os.environ.get("USER", ""),
                 details={"campaign": campaign, "what": what, "format": fmt, "file": str(out.expanduser().absolute()),
-                         "rows": n},
+                         "rows": n, **({"communities": list(communities)} if communities is not None else {})},
             ))
 
     hook = audit_unmasked if unmasked else None

@@ -8,6 +8,7 @@ test checks them against the columns in results/models.py.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 NAME_MAX = 100  # residents.name
 COMMUNITY_MAX = 100  # residents.community, escalations.community
@@ -29,4 +30,17 @@ def text_problem(value: str, limit: int, *, required: bool = False) -> str | Non
         return f"is {len(value)} characters long; at most {limit}"
     if _CONTROL_RE.search(value):
         return "holds a control character"
+    return None
+
+
+def first_problem(*checks: tuple[str, str | Sequence[str] | None, int]) -> str | None:
+    """The first text that cannot be stored, as a message naming it: checks are (option or argument name,
+    value or values, max length). An argument (a name without a leading --) must not be empty."""
+    for label, values, limit in checks:
+        items = [values] if isinstance(values, str) else list(values or [])
+        for v in items:
+            problem = text_problem(v, limit, required=not label.startswith("--"))
+            if problem:
+                shown = v if len(v) <= 40 else v[:40] + "…"
+                return f"{label} {shown!r} {problem}"
     return None

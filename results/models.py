@@ -189,28 +189,77 @@ class ScreeningRecord(Base):
 
 
 class SmsMessage(Base):
+    """One text to one resident. The row is committed in `sending` before the provider is called, so a
+    crash between the call and the store is found (and reconciled with the provider) on restart."""
+
     __tablename__ = "sms_messages"
     __table_args__ = (
         UniqueConstraint("dedupe_key"),
         Index("ix_sms_messages_state_scheduled", "state", "scheduled_for"),
+        Index("ix_sms_messages_phone_sent", "to_phone", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), index=True)
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"), nullable=True)
-    kind: Mapped[str] = mapped_column(String(32))  # e.g. second_test_reminder
-    dedupe_key: Mapped[str] = mapped_column(String(128))  # written before sending: never send twice
+    kind: Mapped[str] = mapped_column(String(32))  # second_test_reminder, ring_back
+    dedupe_key: Mapped[str] = mapped_column(String(128))  # one message per purpose: never planned twice
+    out_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)  # our key at the provider
     to_phone: Mapped[str] = mapped_column(String(20))
     body: Mapped[str] = mapped_column(Text)
-    # planned, queued, sending, sent, delivered, undelivered, failed, cancelled
-    state: Mapped[str] = mapped_column(String(16), default="planned")
+    template: Mapped[str] = mapped_column(String(64), default="")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    segments: Mapped[int] = mapped_column(Integer, default=1)
+    gateway: Mapped[str] = mapped_column(String(16), default="")
+    # queued, sending, accepted, sent, delivered, undelivered, failed, cancelled (sms.types.STATES)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
     provider_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
-    error_code: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    provider_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)  # Chinese, for staff
     tries: Mapped[int] = mapped_column(Integer, default=0)
     scheduled_for: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    sending_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SmsEvent(Base):
+    """A delivery receipt as received (deduplicated); applied to its message once that is known."""
+
+    __tablename__ = "sms_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe: Mapped[str] = mapped_column(String(128), unique=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    out_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    provider_status: Mapped[str] = mapped_column(String(32), default="")
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("sms_messages.id", ondelete="CASCADE"), nullable=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SmsReply(Base):
+    """A text a resident sent us, with what it was understood as."""
+
+    __tablename__ = "sms_replies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe: Mapped[str] = mapped_column(String(128), unique=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    phone: Mapped[str] = mapped_column(String(20), index=True)
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), nullable=True,
+                                                    index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("sms_messages.id", ondelete="SET NULL"), nullable=True)
+    text: Mapped[str] = mapped_column(Text)
+    # opt_out, second_test_done (self-reported), second_test_not_done, other (to the review queue)
+    intent: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
 class Escalation(Base):
@@ -224,7 +273,8 @@ class Escalation(Base):
     record_id: Mapped[int | None] = mapped_column(
         ForeignKey("screening_records.id", ondelete="SET NULL"), nullable=True
     )
-    # flagged, high_risk, human_requested, callback_requested, unreachable, uncertain
+    # flagged, high_risk, human_requested, callback_requested, unreachable, uncertain, opted_out,
+    # sms_undeliverable, sms_reply
     kind: Mapped[str] = mapped_column(String(32))
     community: Mapped[str] = mapped_column(String(100), default="")
     priority: Mapped[int] = mapped_column(Integer, default=2)  # 1 = most urgent
@@ -255,3 +305,56 @@ class AuditLog(Base):
     actor: Mapped[str] = mapped_column(String(100), default="")
     action: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class User(Base):
+    """An account of the web console: admin, staff (all campaigns) or worker (only its communities)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin, staff, worker
+    communities: Mapped[list[Any]] = mapped_column(JSON, default=list)  # a worker's communities
+    password_hash: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class WebSession(Base):
+    """A logged-in browser. Only the SHA-256 of the cookie's token is stored."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class LoginThrottle(Base):
+    """Failed logins per account name (known or not): backoff, then lockout."""
+
+    __tablename__ = "login_throttle"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class Callback(Base):
+    """What a community worker did about an escalation: a call back or a visit, and its result."""
+
+    __tablename__ = "callbacks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id", ondelete="CASCADE"), index=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), index=True)
+    worker: Mapped[str] = mapped_column(String(100))
+    reached: Mapped[bool] = mapped_column(Boolean)
+    action: Mapped[str] = mapped_column(String(32), default="")  # visit, hospital, tested, none
+    notes: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -305,3 +305,19 @@ def record_audit(store: Store, action: str, *, actor: str = "", details: dict[st
     with store.session() as s:
         s.add(AuditLog(action=action, actor=actor, details=dict(details or {})))
     log.info("audit %s by %s", action, actor or "-")
+
+
+def list_communities(store: Store) -> list[str]:
+    """The communities of stored residents (for the campaign form)."""
+    with store.session() as s:
+        return sorted(c for (c,) in s.execute(select(Resident.community).distinct()) if c)
+
+
+def list_source_files(store: Store, limit: int = 200) -> list[str]:
+    """The file names residents were imported from, newest import first."""
+    with store.session() as s:
+        rows = s.execute(
+            select(Resident.source_file, func.max(Resident.updated_at).label("t"))
+            .group_by(Resident.source_file).order_by(func.max(Resident.updated_at).desc()).limit(limit)
+        )
+        return [f for f, _ in rows if f]

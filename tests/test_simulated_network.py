@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.runner import run_text_dialog
-from dialer.base import CallOutcome, OriginateRequest, TelephonyError
+from dialer.base import CallOutcome, DuplicateChannel, OriginateRequest
 from dialer.simulated import SimulatedCall, SimulatedNetwork, temperature_phrases
+from dialogs.conversation import run_text_dialog
 from dialogs.nlu.builtin import BuiltinNlu
 from dialogs.script import Script, load_script
 from tests.conftest import ROOT
@@ -77,7 +77,7 @@ async def test_a_channel_is_never_dialled_twice_and_every_dial_is_logged(tmp_pat
     net = SimulatedNetwork(seed=1, dial_log=log)
     req = request(1)
     await net.originate(req)
-    with pytest.raises(TelephonyError, match="already dialled"):
+    with pytest.raises(DuplicateChannel, match="already dialled"):
         await net.originate(req)
     await net.originate(request(2))
     await net.close()

@@ -501,6 +501,10 @@ class BuiltinNlu:
 
     # ----------------------------------------------------------------- public
 
+    async def understand(self, text: str, expect: Expectation) -> NluResult:
+        """`parse`, awaitable (dialogs.nlu.types.AsyncNlu): pure and fast enough to run on the loop."""
+        return self.parse(text, expect)
+
     def parse(self, text: str, expect: Expectation) -> NluResult:
         """Understand one reply to a question that expects `expect.kind`."""
         t = normalize(text)

@@ -88,6 +88,7 @@ class RasaNlu:
         fallback: Nlu | None = None,
         low_confidence: float = 0.6,
         client: httpx.Client | None = None,
+        async_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.url = url.rstrip("/") + "/model/parse"
         self.timeout_s = timeout_s
@@ -97,11 +98,23 @@ class RasaNlu:
         self._params = {"token": token} if token else None
         self._client = client if client is not None else httpx.Client(timeout=httpx.Timeout(timeout_s))
         self._own_client = client is None
+        # Created now, not on the first call: building its TLS context takes ~0.1 s of CPU.
+        self._aclient: httpx.AsyncClient | None = (
+            async_client if async_client is not None else httpx.AsyncClient(timeout=httpx.Timeout(timeout_s))
+        )
+        self._own_aclient = async_client is None
 
     def close(self) -> None:
         """Release the HTTP connection pool (only if this object created the client)."""
         if self._own_client:
             self._client.close()
+
+    async def aclose(self) -> None:
+        """Release the async connection pool (only if this object created it) and the sync one."""
+        if self._aclient is not None and self._own_aclient:
+            await self._aclient.aclose()
+            self._aclient = None
+        self.close()
 
     def __enter__(self) -> RasaNlu:
         return self
@@ -112,19 +125,36 @@ class RasaNlu:
     # ----------------------------------------------------------------- public
 
     def parse(self, text: str, expect: Expectation) -> NluResult:
-        """Ask Rasa; on any failure answer with the fallback NLU and count it."""
+        """Ask Rasa (blocking); on any failure answer with the fallback NLU and count it."""
         try:
             data = self._post(text)
+        except RasaError as exc:
+            return self._fallback(exc, text, expect)
+        return self._result(data, text, expect)
+
+    async def understand(self, text: str, expect: Expectation) -> NluResult:
+        """Ask Rasa without blocking the event loop (live calls); same answers and fallbacks as `parse`."""
+        try:
+            data = await self._apost(text)
+        except RasaError as exc:
+            return self._fallback(exc, text, expect)
+        return self._result(data, text, expect)
+
+    def _fallback(self, exc: RasaError, text: str, expect: Expectation) -> NluResult:
+        self.fallbacks += 1
+        log.warning(
+            "rasa NLU failed (%s); using %s (fallbacks so far: %d)",
+            exc,
+            self.fallback.name,
+            self.fallbacks,
+        )
+        return self.fallback.parse(text, expect)
+
+    def _result(self, data: dict[str, Any], text: str, expect: Expectation) -> NluResult:
+        try:
             result = self._map(data, text, expect)
         except RasaError as exc:
-            self.fallbacks += 1
-            log.warning(
-                "rasa NLU failed (%s); using %s (fallbacks so far: %d)",
-                exc,
-                self.fallback.name,
-                self.fallbacks,
-            )
-            return self.fallback.parse(text, expect)
+            return self._fallback(exc, text, expect)
         if result is None:  # choice / free text: Rasa heard no global intent
             return self.fallback.parse(text, expect)
         return result
@@ -140,6 +170,22 @@ class RasaNlu:
             raise RasaError(f"no answer from {self.url} within {self.timeout_s} s") from exc
         except httpx.HTTPError as exc:
             raise RasaError(f"cannot reach {self.url}: {exc}") from exc
+        return self._decode(resp)
+
+    async def _apost(self, text: str) -> dict[str, Any]:
+        if self._aclient is None:
+            self._aclient = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s))
+        try:
+            resp = await self._aclient.post(
+                self.url, json={"text": text}, params=self._params, timeout=self.timeout_s
+            )
+        except httpx.TimeoutException as exc:
+            raise RasaError(f"no answer from {self.url} within {self.timeout_s} s") from exc
+        except httpx.HTTPError as exc:
+            raise RasaError(f"cannot reach {self.url}: {exc}") from exc
+        return self._decode(resp)
+
+    def _decode(self, resp: httpx.Response) -> dict[str, Any]:
         if resp.status_code != 200:
             reason = ""
             try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 # Intents an answer can have. Global intents work in every question.
 GLOBAL_INTENTS = ("repeat", "busy", "human", "wrong_number", "opt_out")
@@ -44,3 +44,23 @@ class Nlu(Protocol):
     name: str
 
     def parse(self, text: str, expect: Expectation) -> NluResult: ...
+
+
+@runtime_checkable
+class AsyncNlu(Protocol):
+    """An NLU that can be awaited: what a live call uses, so understanding never blocks the audio loop.
+
+    The built-in NLU answers at once (it is cheap and pure); Rasa awaits its HTTP server with a timeout."""
+
+    name: str
+
+    def parse(self, text: str, expect: Expectation) -> NluResult: ...
+
+    async def understand(self, text: str, expect: Expectation) -> NluResult: ...
+
+
+async def understand(nlu: Nlu, text: str, expect: Expectation) -> NluResult:
+    """Await `nlu` if it is an `AsyncNlu`; otherwise call its `parse` (a cheap, local NLU)."""
+    if isinstance(nlu, AsyncNlu):
+        return await nlu.understand(text, expect)
+    return nlu.parse(text, expect)

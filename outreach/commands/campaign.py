@@ -16,57 +16,31 @@ import typer
 from campaigns.clock import Clock, ScaledClock, VirtualClock, WallClock
 from campaigns.demo import DemoSettings
 from campaigns.engine import CampaignEngine, EngineSettings, SessionFactory
-from campaigns.policy import PolicyError, RetryPolicy
 from campaigns.service import (
     ScriptLoadError,
     default_reminder_sweep,
-    file_sha256,
     make_session_factory,
     make_simulated_network,
-    resolve_script,
     serve,
 )
-from campaigns.windows import CallingWindows, WindowSpecError
 from dialer.base import Telephony, TelephonyError
-from dialogs.nlu.types import Nlu
 from outreach.config import Config
-from outreach.context import check_text_options, fail, get_ctx
+from outreach.context import fail, get_ctx
+from outreach.services import ServiceError
+from outreach.services import campaigns as services
 from results import campaigns as db
-from results.limits import CAMPAIGN_NAME_MAX, COMMUNITY_MAX, SOURCE_FILE_MAX, TAG_MAX
 
 log = logging.getLogger(__name__)
 
 app = typer.Typer(help="Campaigns: create, start, pause, resume, cancel, status.", no_args_is_help=True)
 
-SIMULATION_RATES = ("answer_rate", "no_answer_rate", "busy_rate", "congestion_rate", "invalid_rate")
+SIMULATION_RATES = services.SIMULATION_RATES
 
 
 # ----------------------------------------------------------------------------- config -> engine wiring
 
-
-def campaign_defaults(config: Config) -> dict[str, Any]:
-    """The campaign section as stored on a new campaign (time zone, windows, holidays, pacing, retry)."""
-    c = config.campaign
-    return {
-        "timezone": c.timezone,
-        "windows": {k: list(v) for k, v in c.windows.items()},
-        "holidays": list(c.holidays),
-        "pacing": c.pacing.model_dump(),
-        "retry_policy": c.retry.model_dump(),
-    }
-
-
-def build_nlu(config: Config) -> Nlu:
-    """The configured NLU (`dialogs.nlu.make_nlu`), or the built-in one where that factory is absent."""
-    import importlib
-
-    factory = getattr(importlib.import_module("dialogs.nlu"), "make_nlu", None)
-    if factory is not None:
-        nlu: Nlu = factory(config.nlu)
-        return nlu
-    from dialogs.nlu.builtin import BuiltinNlu
-
-    return BuiltinNlu(low_confidence=config.nlu.low_confidence)
+campaign_defaults = services.campaign_defaults
+build_nlu = services.build_nlu
 
 
 def build_sessions(config: Config) -> SessionFactory:
@@ -109,15 +83,8 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _parse_windows(values: list[str]) -> dict[str, list[str]]:
-    """`--window daily=09:00-12:00,14:00-20:00 --window sun=` -> {"daily": [...], "sun": []}."""
-    out: dict[str, list[str]] = {}
-    for v in values:
-        if "=" not in v:
-            fail(f"--window {v!r}: use DAY=HH:MM-HH:MM[,HH:MM-HH:MM] with DAY daily or mon..sun")
-        key, ranges = v.split("=", 1)
-        out[key.strip().lower()] = [r.strip() for r in ranges.split(",") if r.strip()]
-    return out
+def _service_fail(exc: ServiceError) -> None:
+    fail(str(exc), code=exc.code)
 
 
 @app.command("create")
@@ -137,122 +104,67 @@ def create(
     max_per_day: int | None = typer.Option(None, "--max-attempts-per-day", min=1, max=10, help="Max attempts a day."),
 ) -> None:
     """Create a draft campaign from imported residents (all of them, or filtered)."""
-    check_text_options(
-        ("campaign name", name, CAMPAIGN_NAME_MAX), ("--community", community, COMMUNITY_MAX), ("--tag", tag, TAG_MAX),
-        ("--file", source_file, SOURCE_FILE_MAX),
-    )
     app_ctx = get_ctx(ctx)
     cfg = app_ctx.config()
-    defaults = campaign_defaults(cfg)
-    script_path = resolve_script(script or cfg.campaign.script)
     try:
-        from dialogs.script import ScriptError, load_script
-
-        load_script(script_path)
-    except ScriptError as exc:
-        fail(f"script {script_path} is not usable:\n{exc}")
-    except OSError as exc:
-        fail(f"cannot read script {script_path}: {exc}")
-    windows = _parse_windows(window) if window else defaults["windows"]
-    holidays = list(holiday) or defaults["holidays"]
-    tz = timezone or defaults["timezone"]
-    retry = dict(defaults["retry_policy"])
-    if max_attempts is not None:
-        retry["max_attempts_total"] = max_attempts
-        retry["max_attempts_per_day"] = min(retry["max_attempts_per_day"], max_attempts)
-    if max_per_day is not None:
-        retry["max_attempts_per_day"] = max_per_day
-    pacing = dict(defaults["pacing"])
-    if max_concurrent is not None:
-        pacing["max_concurrent_calls"] = max_concurrent
-    if cps is not None:
-        pacing["calls_per_second"] = cps
-    try:
-        CallingWindows.parse(windows, holidays, tz)
-        RetryPolicy.from_mapping(retry)
-    except (WindowSpecError, PolicyError) as exc:
-        fail(str(exc))
-    store = app_ctx.store()
-    try:
-        info, n = db.create_campaign(
-            store, name=name, script_path=script_path, script_sha256=file_sha256(script_path), timezone=tz,
-            windows=windows, holidays=holidays, pacing=pacing, retry_policy=retry, source_files=source_file,
-            communities=community, tags=tag, now=_now(), actor="cli",
+        spec = services.CampaignSpec(
+            name=name, script=script, source_files=source_file, communities=community, tags=tag, timezone=timezone,
+            windows=services.parse_windows(window) if window else None, holidays=holiday,
+            max_concurrent=max_concurrent, cps=cps, max_attempts=max_attempts, max_per_day=max_per_day,
         )
-    except (db.CampaignError, ScriptLoadError) as exc:
-        fail(str(exc))
+        prepared = services.prepare_campaign(cfg, spec)
+        info, n = services.store_campaign(app_ctx.store(), prepared, actor="cli")
+    except ServiceError as exc:
+        _service_fail(exc)
+        return
     print(f"created campaign {info.name!r} (draft) with {n} contacts; start it with: outreach campaign start {info.name}")
 
 
-def _transition(ctx: typer.Context, name: str, state: str, from_states: list[str] | None = None) -> db.CampaignInfo:
-    try:
-        return db.set_state(get_ctx(ctx).store(), name, state, now=_now(), actor="cli", from_states=from_states)
-    except db.CampaignError as exc:
-        msg = str(exc)
-        if from_states == ["paused"] and " is draft;" in msg:
-            msg += f"; start it with: outreach campaign start {name}"
-        elif from_states == ["draft"] and " is paused;" in msg:
-            msg += f"; continue it with: outreach campaign resume {name}"
-        fail(msg)
-        raise  # unreachable: fail() exits
-
-
-def _require_prompts(ctx: typer.Context, name: str) -> None:
-    """On a voice backend, refuse to (re)start a campaign whose script prompts are not in the TTS cache.
-
-    The simulated network talks in text, so it needs no audio. Prompts templated with contact fields
-    ({name}) are rendered per contact in batch before their calls; the fixed ones must be rendered
-    beforehand (`outreach prompts render --script FILE`) unless tts.fallback_offline allows espeak-ng.
-    """
+def _lifecycle(ctx: typer.Context, name: str, action: str) -> None:
     app_ctx = get_ctx(ctx)
-    cfg = app_ctx.config()
-    if cfg.telephony.backend == "simulated":
-        return
-    from dialogs.script import ScriptError, load_script
-    from tts.cache import PromptMissingError, require_prompts, static_prompts
-
     try:
-        info = db.get_campaign(app_ctx.store(), name)
-        script = load_script(resolve_script(info.script_path))
-    except db.CampaignError as exc:
-        fail(str(exc))
-        return
-    except ScriptError as exc:
-        fail(f"campaign {name!r}: {exc}")
-        return
-    try:
-        require_prompts(cfg.tts, static_prompts(script))
-    except PromptMissingError as exc:
-        fail(f"campaign {name!r} cannot start: {exc}")
+        if action == "start":
+            services.start_campaign(app_ctx.config(), app_ctx.store(), name, actor="cli")
+        elif action == "resume":
+            services.resume_campaign(app_ctx.config(), app_ctx.store(), name, actor="cli")
+        elif action == "pause":
+            services.pause_campaign(app_ctx.store(), name, actor="cli")
+        else:
+            services.cancel_campaign(app_ctx.store(), name, actor="cli")
+    except ServiceError as exc:
+        msg = str(exc)
+        if action == "resume" and " is draft;" in msg:
+            msg += f"; start it with: outreach campaign start {name}"
+        elif action == "start" and " is paused;" in msg:
+            msg += f"; continue it with: outreach campaign resume {name}"
+        fail(msg, code=exc.code)
 
 
 @app.command("start")
 def start(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Start a draft campaign (calls begin when `outreach run` is running and a window is open)."""
-    _require_prompts(ctx, name)
-    _transition(ctx, name, "running", ["draft"])
+    _lifecycle(ctx, name, "start")
     print(f"campaign {name!r} is running")
 
 
 @app.command("pause")
 def pause(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Pause: no new calls; calls in progress finish normally."""
-    _transition(ctx, name, "paused")
+    _lifecycle(ctx, name, "pause")
     print(f"campaign {name!r} is paused")
 
 
 @app.command("resume")
 def resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Resume a paused campaign."""
-    _require_prompts(ctx, name)
-    _transition(ctx, name, "running", ["paused"])
+    _lifecycle(ctx, name, "resume")
     print(f"campaign {name!r} is running")
 
 
 @app.command("cancel")
 def cancel(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Cancel: every contact not yet finished is skipped; calls in progress finish normally."""
-    _transition(ctx, name, "cancelled")
+    _lifecycle(ctx, name, "cancel")
     print(f"campaign {name!r} is cancelled")
 
 

@@ -4,36 +4,21 @@ from __future__ import annotations
 
 import getpass
 import json
-import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
-from campaigns.contacts import (
-    ContactRow,
-    ImportFileError,
-    RejectedRow,
-    RejectsWriter,
-    default_rejects_path,
-    open_contacts,
-)
 from outreach.context import check_text_options, fail, get_ctx
-from outreach.logsetup import log_to_file
+from outreach.services import ServiceError
+from outreach.services.imports import import_file
 from results.limits import COMMUNITY_MAX
 from results.masking import mask_national_id, mask_phone, mask_text
-from results.residents import import_residents, list_residents, record_audit
-from results.store import describe_db_error
+from results.residents import list_residents, record_audit
 
 app = typer.Typer(help="Resident lists: import CSV/XLSX files, list stored residents.", no_args_is_help=True)
-
-EXIT_STORE_FAILED = 1
-log = logging.getLogger(__name__)
-
 
 def _actor() -> str:
     try:
@@ -88,99 +73,34 @@ def import_cmd(
     ),
 ) -> None:
     """Import residents from FILE; rows are merged by phone, bad rows go to a rejects file. All or nothing."""
-    check_text_options(("--community", community, COMMUNITY_MAX))
+    use_bar = sys.stdout.isatty() and not as_json
     try:
-        source = open_contacts(file, sheet=sheet)
-    except ImportFileError as exc:
-        fail(str(exc))
-        return
-    try:
-        rejects_path = rejects if rejects is not None else default_rejects_path(file)
-        is_xlsx = rejects_path.suffix.lower() in (".xlsx", ".xlsm")
-        if is_xlsx != (source.kind == "xlsx"):
-            fail(f"--rejects {rejects_path}: the rejects file has the input's format, name it .{source.kind}")
-        if rejects_path.resolve() == file.resolve():
-            fail(f"--rejects {rejects_path}: must not be the input file")
-        if not rejects_path.parent.is_dir():  # fail before reading the file, not after a long import
-            fail(
-                f"cannot write the rejects file {rejects_path}: the folder {rejects_path.parent} does not exist; "
-                "choose another place with --rejects (nothing was imported)"
-            )
-        store = get_ctx(ctx).store(create=True)
-        writer = RejectsWriter(rejects_path, source)
-
-        def rows() -> Iterator[ContactRow]:
-            for item in source.records():
-                if isinstance(item, RejectedRow):
-                    writer.write(item)
-                else:
-                    yield item
-
-        bar: AbstractContextManager[Callable[[int], None] | None] = (
-            _Bar(source.total_hint, enabled=True) if sys.stdout.isatty() and not as_json else nullcontext(None)
+        app_ctx = get_ctx(ctx)
+        result = import_file(
+            lambda: app_ctx.store(create=True), file, community=community or "", rejects=rejects, actor=_actor(),
+            progress=(lambda total: _Bar(total, enabled=True)) if use_bar else None, sheet=sheet,
         )
-        try:
-            with bar as progress:
-                summary = import_residents(
-                    store,
-                    rows(),
-                    source_file=str(file),
-                    default_community=(community or "").strip(),
-                    actor=_actor(),
-                    # the rejects file is completed inside the import's transaction: if it cannot be
-                    # written, nothing is imported
-                    rejected=writer.finish,
-                    progress=progress,
-                )
-        except ImportFileError as exc:
-            writer.discard()
-            fail(f"{exc} (nothing was imported)")
-            return
-        except SQLAlchemyError as exc:
-            writer.discard()
-            log_to_file(log, f"import of {file} failed", exc)  # the log file keeps the details, masked
-            fail(f"import of {file} failed, the store is unchanged: {describe_db_error(exc)}", code=EXIT_STORE_FAILED)
-            return
-        except OSError as exc:  # writing the rejects file (a read-only folder, a full disk) or reading the input
-            writer.discard()
-            if exc.filename is not None and Path(exc.filename) == writer.temp_path:
-                fail(
-                    f"cannot write the rejects file {rejects_path}: {exc.strerror or exc}; "
-                    "choose another place with --rejects (nothing was imported)"
-                )
-            fail(f"{exc.filename or file}: {exc.strerror or exc} (nothing was imported)")
-            return
-        except BaseException:
-            writer.discard()
-            raise
-        try:
-            written = writer.commit()
-        except OSError as exc:
-            fail(
-                f"the residents were imported, but the rejects file could not be moved to {rejects_path}: "
-                f"{exc.strerror or exc}; the rejected rows are in {writer.temp_path}",
-                code=EXIT_STORE_FAILED,
-            )
-            return
-    finally:
-        source.close()
-    multi_sheet = source.sheet_count > 1
+    except ServiceError as exc:
+        fail(str(exc), code=exc.code)
+        return
+    summary, written = result.summary, result.rejects_file
+    multi_sheet = result.sheet_count > 1
     if as_json:
-        result: dict[str, Any] = {
+        out: dict[str, Any] = {
             "imported": summary.imported,
             "updated": summary.updated,
             "rejected": summary.rejected,
             "rejects_file": str(written) if written is not None else None,
         }
         if multi_sheet:
-            result["sheets_read"] = source.sheets_read
-            result["sheets_skipped"] = [name for name, _ in source.sheets_skipped]
-        print(json.dumps(result, ensure_ascii=False))
+            out["sheets_read"] = list(result.sheets_read)
+            out["sheets_skipped"] = [name for name, _ in result.sheets_skipped]
+        print(json.dumps(out, ensure_ascii=False))
         return
     if multi_sheet:
-        skipped = "、".join(f"{name}（{why}）" for name, why in source.sheets_skipped)
-        not_chosen = source.sheet_count - len(source.sheets_read) - len(source.sheets_skipped)
-        print(f"读取的工作表：{'、'.join(source.sheets_read)}"
+        skipped = "、".join(f"{name}（{why}）" for name, why in result.sheets_skipped)
+        not_chosen = result.sheet_count - len(result.sheets_read) - len(result.sheets_skipped)
+        print(f"读取的工作表：{'、'.join(result.sheets_read)}"
               + (f"；跳过：{skipped}" if skipped else "")
               + (f"；未选择的工作表 {not_chosen} 个（--sheet）" if not_chosen else ""))
     print(

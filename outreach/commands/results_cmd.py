@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from outreach.context import fail, get_ctx
-from results.exports import FORMATS, WHAT, ExportError, export
+from outreach.services import ServiceError
+from outreach.services.exports import check_export, export_campaign
 
 app = typer.Typer(help="Export campaign results.", no_args_is_help=True)
 
@@ -23,16 +24,12 @@ def export_cmd(
     unmasked: bool = typer.Option(False, "--unmasked", help="Full phone and ID numbers (written to the audit log)."),
 ) -> None:
     """Export with Chinese column headers; phones and IDs are masked unless --unmasked."""
-    if what not in WHAT:
-        fail(f"--what {what!r}: choose one of {', '.join(WHAT)}")
-    if fmt is not None and fmt not in FORMATS:
-        fail(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    store = get_ctx(ctx).store()
     try:
-        n = export(store, campaign=campaign, what=what, fmt=fmt, out=out, unmasked=unmasked,
-                   actor=os.environ.get("USER", "cli"))
-    except ExportError as exc:
-        fail(str(exc))
+        check_export(what, fmt)
+        n = export_campaign(get_ctx(ctx).store(), campaign=campaign, what=what, fmt=fmt, out=out, unmasked=unmasked,
+                            actor=os.environ.get("USER", "cli"))
+    except ServiceError as exc:
+        fail(str(exc), code=exc.code)
         return
     note = " (unmasked; recorded in the audit log)" if unmasked else ""
     print(f"wrote {n} {what} rows to {out}{note}")

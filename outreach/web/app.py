@@ -1,0 +1,206 @@
+"""The web console: FastAPI, server-rendered Jinja2 pages with htmx, vendored static assets (no CDN).
+
+`create_app(config, store)` builds it; `outreach serve` runs it with uvicorn. Pages are in Simplified
+Chinese; routes of staff pages are in outreach/web/staff.py, of worker pages in outreach/web/worker.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from outreach.config import Config
+from outreach.services import accounts
+from outreach.services.accounts import LoginPolicy, LoginRefused
+from outreach.web import labels
+from outreach.web.dashcache import DashboardCache
+from outreach.web.metrics import metrics_response
+from outreach.web.security import (
+    PRELOGIN_COOKIE,
+    SESSION_COOKIE,
+    LoginRequired,
+    client_ip,
+    cookie_args,
+    csrf_protect,
+    current_session,
+    now_of,
+)
+from results.accounts import SessionInfo
+from results.store import Store
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def create_app(
+    config: Config,
+    store: Store,
+    *,
+    clock: Callable[[], dt.datetime] = _utcnow,
+    data_dir: Path | None = None,
+    policy: LoginPolicy | None = None,
+) -> FastAPI:
+    """The app over `store`. `data_dir` holds uploaded files and their rejects (default: ./var/web);
+    `clock` is the time used for sessions and lockouts (tests move it)."""
+    app = FastAPI(title="outreach", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.config = config
+    app.state.store = store
+    app.state.clock = clock
+    app.state.policy = policy or LoginPolicy(
+        idle=dt.timedelta(minutes=config.web.session_idle_minutes),
+        lifetime=dt.timedelta(hours=config.web.session_max_hours),
+        max_failures=config.web.login_max_failures,
+        lockout=dt.timedelta(minutes=config.web.lockout_minutes),
+    )
+    app.state.data_dir = Path(data_dir or config.web.data_dir)
+    app.state.audio_dir = Path(config.turn.audio_dir)
+    app.state.tz = ZoneInfo(config.campaign.timezone)
+    app.state.dashboard_cache = DashboardCache()
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    labels.install(templates.env, app.state.tz)
+    app.state.templates = templates
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    from outreach.web import staff, worker
+
+    app.include_router(staff.router)
+    app.include_router(worker.router)
+    _mount_optional_routers(app)
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> Response:
+        if request.headers.get("hx-request") or request.url.path.endswith(("/data", ".json")):
+            return JSONResponse({"detail": "请先登录"}, status_code=401, headers={"HX-Redirect": "/login"})
+        nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(nxt)}", status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        messages = {404: "页面不存在或您无权查看", 403: "请求被拒绝", 405: "不支持的请求方式"}
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail and exc.status_code != 404 else None
+        message = detail or messages.get(exc.status_code, "请求出错")
+        if request.url.path.startswith(("/healthz", "/metrics")) or "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"detail": message}, status_code=exc.status_code)
+        return render(request, "error.html", {"status": exc.status_code, "message": message},
+                      status_code=exc.status_code)
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        try:
+            with store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any database failure is "unhealthy", reported, not raised
+            log.warning("healthz: database check failed: %s", exc)
+            return JSONResponse({"status": "error", "database": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return metrics_response(store)
+
+    @app.get("/")
+    def home(request: Request) -> Response:
+        sess = current_session(request)
+        if sess is None:
+            return RedirectResponse("/login", status_code=303)
+        return RedirectResponse("/queue" if sess.user.role == "worker" else "/campaigns", status_code=303)
+
+    @app.get("/login")
+    def login_form(request: Request, next: str = "/") -> Response:
+        token = secrets.token_urlsafe(24)
+        resp = render(request, "login.html", {"prelogin": token, "next": _safe_next(next), "error": None})
+        resp.set_cookie(PRELOGIN_COOKIE, token, max_age=3600, **cookie_args(request))
+        return resp
+
+    @app.post("/login")
+    def login(
+        request: Request,
+        username: str = Form(""),
+        password: str = Form(""),
+        csrf_token: str = Form(""),
+        next: str = Form("/"),
+    ) -> Response:
+        cookie = request.cookies.get(PRELOGIN_COOKIE, "")
+        if not cookie or not csrf_token or not secrets.compare_digest(cookie, csrf_token):
+            raise HTTPException(status_code=403, detail="登录页面已过期，请刷新后重新登录")
+        try:
+            new = accounts.login(store, username, password, now=now_of(request), ip=client_ip(request),
+                                 policy=app.state.policy)
+        except LoginRefused as exc:
+            token = secrets.token_urlsafe(24)
+            resp = render(request, "login.html", {"prelogin": token, "next": _safe_next(next), "error": exc.zh,
+                                                  "username": username}, status_code=429 if exc.retry_at else 401)
+            resp.set_cookie(PRELOGIN_COOKIE, token, max_age=3600, **cookie_args(request))
+            return resp
+        target = _safe_next(next)
+        if target == "/":
+            target = "/queue" if new.session.user.role == "worker" else "/campaigns"
+        done = RedirectResponse(target, status_code=303)
+        done.set_cookie(SESSION_COOKIE, new.token, max_age=int(app.state.policy.lifetime.total_seconds()),
+                        **cookie_args(request))
+        done.delete_cookie(PRELOGIN_COOKIE, path="/")
+        return done
+
+    @app.post("/logout")
+    def logout(request: Request, sess: SessionInfo = Depends(csrf_protect)) -> Response:
+        accounts.logout(store, request.cookies.get(SESSION_COOKIE, ""), actor=sess.user.name, now=now_of(request))
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(SESSION_COOKIE, path="/")
+        return resp
+
+    return app
+
+
+def _safe_next(value: str) -> str:
+    """Only local paths: never redirect to another site after login."""
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+def render(request: Request, name: str, context: dict[str, Any], *, status_code: int = 200,
+           headers: dict[str, str] | None = None) -> HTMLResponse:
+    sess = current_session(request)
+    ctx = {"user": sess.user if sess else None, "csrf": sess.csrf_token if sess else "", **context}
+    templates: Jinja2Templates = request.app.state.templates
+    resp: HTMLResponse = templates.TemplateResponse(request, name, ctx, status_code=status_code, headers=headers)
+    resp.headers.setdefault("Cache-Control", "no-store")
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    return resp
+
+
+def _mount_optional_routers(app: FastAPI) -> None:
+    """Routers other packages provide, when this build has them (SMS delivery receipts)."""
+    import importlib
+
+    try:
+        module = importlib.import_module("sms.webhooks")
+    except ImportError:
+        return
+    router = getattr(module, "router", None)
+    if router is not None:
+        app.include_router(router)
+
+
+def plain(message: str, status: int = 200) -> PlainTextResponse:
+    return PlainTextResponse(message, status_code=status)
