@@ -170,6 +170,8 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(tmp_path: Path) 
     assert [r[0] for r in rows[: len(bad)]] == ["'" + v for v in bad]
     assert rows[-1] == ["张三", "-1"]  # numbers stay numbers
     assert formula_safe(-1) == -1 and formula_safe("普通") == "普通"
+    assert formula_safe("+8613800138000") == "+8613800138000" and formula_safe("-5") == "-5"
+    assert formula_safe("+86138****8000") == "'+86138****8000"
 
 
 def test_export_format_follows_the_extension_and_the_folder_must_exist(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import csv
 import io
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -122,11 +123,16 @@ def script_with(old: str, new: str) -> Callable[[Path], None]:
     return write
 
 
+def _runnable(cell: str) -> bool:
+    """A CSV cell a spreadsheet would run as a formula (a plain signed number is just a number)."""
+    return cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not re.fullmatch(r"[+-]?\d+(?:\.\d+)?", cell)
+
+
 def rejects_formula_safe(folder: Path, _out: str) -> str | None:
     for p in folder.glob("*.rejects.csv"):
         for row in csv.reader(p.read_text(encoding="utf-8-sig").splitlines()):
             for cell in row:
-                if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+                if _runnable(cell):
                     return f"{p.name}: cell {cell!r} can run as a formula"
     return None
 
@@ -138,7 +144,7 @@ def export_formula_safe(name: str) -> Callable[[Path, str], str | None]:
             return f"{name} was not written"
         for row in csv.reader(p.read_text(encoding="utf-8-sig").splitlines()):
             for cell in row:
-                if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+                if _runnable(cell):
                     return f"{name}: cell {cell!r} can run as a formula"
         return None
 
