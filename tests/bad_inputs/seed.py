@@ -4,6 +4,7 @@ and a finished campaign c1 with screenings and escalations."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from tests.bad_inputs.cases import seed_commands
@@ -19,7 +20,12 @@ def build_seed(folder: Path) -> Path:
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        for args in seed_commands(folder):
+        for i, args in enumerate(seed_commands(folder)):
+            if i == 1:  # the simulated network runs only on a store of made-up people: mark these so
+                con = sqlite3.connect(folder / "seed.db")
+                con.execute("UPDATE residents SET source_file = 'synthetic'")
+                con.commit()
+                con.close()
             res = CliRunner().invoke(app, args, env={"OUTREACH_CONFIG": ""})
             if res.exit_code != 0:
                 raise RuntimeError(f"seeding failed: {args}: {res.output}") from res.exception
