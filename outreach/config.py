@@ -245,7 +245,9 @@ class WebConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="level of the log file")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="level of the log file (INFO and DEBUG write from the event loop: keep them for diagnosis)"
+    )
     unmask_phones: bool = Field(False, description="log phone and ID numbers in clear (stderr and file)")
     file: str = Field("./var/outreach.log", description="log file (details of every error); empty = none")
 
