@@ -128,6 +128,12 @@ def _runnable(cell: str) -> bool:
     return cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not re.fullmatch(r"[+-]?\d+(?:\.\d+)?", cell)
 
 
+def _line_of(text: str) -> int:
+    """The 1-based line of the shipped script where `text` starts (after its leading newline, if any)."""
+    body = SCRIPT.read_text(encoding="utf-8")
+    return body[: body.index(text) + (1 if text.startswith("\n") else 0)].count("\n") + 1
+
+
 def rejects_formula_safe(folder: Path, _out: str) -> str | None:
     for p in folder.glob("*.rejects.csv"):
         for row in csv.reader(p.read_text(encoding="utf-8-sig").splitlines()):
@@ -375,18 +381,18 @@ def script_cases() -> list[Case]:
         ("tab", "nodes:\n\ta: 1\n", [":2"]),
         ("python-tag", "name: !!python/object/apply:os.system ['true']\nnodes: {}\n", [":1"]),
         ("huge-int", "name: x\nsettings:\n  max_tries: " + "9" * 5000 + "\nnodes: {}\n", [":3"]),
-        ("unknown-top-key", script_with("start: greeting", "start: greeting\nstrat: x"), [":7"]),
+        ("unknown-top-key", script_with("\nstart: ", "\nstrat: x\nstart: "), [f":{_line_of(chr(10) + 'start: ')}"]),
         ("bad-start", script_with("start: greeting", "start: nowhere"), ["nowhere"]),
         ("dangling-next", script_with("yes: intro", "yes: nowhere"), ["nowhere"]),
         ("bad-expect", script_with("expect: yes_no", "expect: maybe"), ["maybe"]),
         ("max-tries", script_with("max_tries: 2", "max_tries: 99"), ["max_tries"]),
         ("no-input", script_with("no_input_s: 6", "no_input_s: abc"), ["no_input_s"]),
         ("spoken-phone", script_with("name: 机主", "name: 机主\n  phone: x"), ["phone"]),
-        ("bad-template", script_with("请问您是{name}吗", "请问您是{name!r}吗"), ["name"]),
-        ("unknown-template", script_with("请问您是{name}吗", "请问您是{nobody}吗"), ["nobody"]),
+        ("bad-template", script_with("{name}", "{name!r}"), ["name"]),
+        ("unknown-template", script_with("{name}", "{nobody}"), ["nobody"]),
         ("duplicate-node", script_with("  family_check:\n", "  greeting:\n    say: x\n    end: completed\n  family_check:\n"),
          ["greeting"]),
-        ("long-prompt", script_with("请问您是{name}吗", "请问您是{name}吗" + "啊" * 20000), ["say"]),
+        ("long-prompt", script_with("    say: ", "    say: " + "啊" * 20000), ["say"]),
         ("nodes-list", "name: x\nstart: a\nnodes: [1, 2]\n", ["nodes"]),
         ("bool-key", "name: x\nstart: a\nnodes:\n  a:\n    say: hi\n    end: completed\n    true: 1\n", [":7"]),
     ]
