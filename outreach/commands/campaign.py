@@ -345,8 +345,9 @@ def demo(
         if progress is not None:
             progress.stop()
     summary = result.summary
+    web = _demo_web(cfg, result.store_url)
     if as_json:
-        print(json.dumps(summary, ensure_ascii=False))
+        print(json.dumps({**summary, "web": web}, ensure_ascii=False))
         return
     from rich.console import Console
     from rich.table import Table
@@ -359,6 +360,29 @@ def demo(
     Console().print(table)
     for kind, path in result.files.items():
         print(f"{kind}: {path}")
+    print(f"web console: run `{web['serve']}` and open {web['url']}")
+    for acc in web["accounts"]:
+        where = f" ({', '.join(acc['communities'])})" if acc["communities"] else ""
+        print(f"  {acc['role']} login{where}: {acc['name']} / password {acc['password']}")
+
+
+def _demo_web(cfg: Config, store_url: str) -> dict[str, Any]:
+    """Accounts for the web console in the demo store, and how to open it."""
+    from outreach.services.accounts import demo_accounts
+    from results.store import Store
+
+    store = Store(store_url)
+    try:
+        accounts = demo_accounts(store)
+    finally:
+        store.close()
+    host = cfg.web.host
+    return {
+        "serve": f"outreach --db {store_url} serve",
+        "url": f"http://{host}:{cfg.web.port}/",
+        "accounts": [{"name": a.name, "role": a.role, "communities": list(a.communities), "password": a.password}
+                     for a in accounts],
+    }
 
 
 def _stderr_console() -> Any:
