@@ -57,9 +57,11 @@ def create_app(
     clock: Callable[[], dt.datetime] = _utcnow,
     data_dir: Path | None = None,
     policy: LoginPolicy | None = None,
+    dashboard_ttl_s: float = 3.0,
 ) -> FastAPI:
     """The app over `store`. `data_dir` holds uploaded files and their rejects (default: ./var/web);
-    `clock` is the time used for sessions and lockouts (tests move it)."""
+    `clock` is the time used for sessions and lockouts (tests move it); the dashboard's numbers are
+    recomputed at most every `dashboard_ttl_s` seconds per campaign."""
     app = FastAPI(title="outreach", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.config = config
     app.state.store = store
@@ -73,7 +75,7 @@ def create_app(
     app.state.data_dir = Path(data_dir or config.web.data_dir)
     app.state.audio_dir = Path(config.turn.audio_dir)
     app.state.tz = ZoneInfo(config.campaign.timezone)
-    app.state.dashboard_cache = DashboardCache()
+    app.state.dashboard_cache = DashboardCache(dashboard_ttl_s)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     labels.install(templates.env, app.state.tz)
     app.state.templates = templates
