@@ -16,11 +16,13 @@ from zoneinfo import ZoneInfo
 
 from campaigns.clock import VirtualClock
 from campaigns.engine import CampaignEngine, EngineSettings
+from campaigns.reminders import ReminderSettings, run_virtual
 from campaigns.service import file_sha256, make_session_factory, make_simulated_network, resolve_script
 from campaigns.synthetic import synthetic_residents
 from dialogs.nlu.types import Nlu
 from results import campaigns as db
 from results import exports
+from results.sms import sms_summary
 from results.store import Store
 
 DEMO_CAMPAIGN = "demo"
@@ -44,6 +46,7 @@ class DemoSettings:
     low_confidence: float = 0.6
     caller_id: str = "12320"
     originate_timeout_s: float = 30.0
+    reminders: ReminderSettings | None = None  # SMS reminders and ring-back texts on the dry-run gateway
 
 
 @dataclass(slots=True)
@@ -118,6 +121,9 @@ def run_demo(
         progress = (lambda e: on_progress(e, residents)) if on_progress is not None else None
         asyncio.run(engine.run_virtual(on_step=progress))
         asyncio.run(telephony.close())
+        sms_end = clock.now()
+        if settings.reminders is not None:
+            sms_end = run_virtual(store, settings.reminders, clock.now())
         files: dict[str, Path] = {}
         if write_exports:
             out = directory / "out"
@@ -128,9 +134,11 @@ def run_demo(
             exports.export(store, campaign=DEMO_CAMPAIGN, what="attempts", fmt="csv", out=files["attempts"])
             exports.export(store, campaign=DEMO_CAMPAIGN, what="escalations", fmt="xlsx", out=files["escalations"])
         summary: dict[str, Any] = dict(db.campaign_summary(store, info.id))
+        if settings.reminders is not None:
+            summary.update(sms_summary(store, info.id))
         summary["campaign_state"] = db.get_campaign(store, DEMO_CAMPAIGN).state
         summary["virtual_days"] = round((clock.now() - start).total_seconds() / 86400, 2)
         summary["wall_s"] = round(time.perf_counter() - t0, 2)
-        return DemoResult(summary, files, url, start, clock.now())
+        return DemoResult(summary, files, url, start, max(clock.now(), sms_end))
     finally:
         store.close()

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 SECOND_TEST = "second_test_reminder"
 RING_BACK = "ring_back"
 OPT_OUT_WORDS = frozenset({"退订", "T", "TD", "R", "N", "退", "STOP", "UNSUBSCRIBE", "取消订阅", "拒收"})
+# "stop texting me" in words (the dialogs NLU knows "stop calling"): 别再发了, 不要给我发短信, 拒收短信
+_SMS_STOP = re.compile(r"(别|不要|勿|不用)再?(给我)?发|拒收|退订")
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +219,7 @@ def classify_reply(nlu: Nlu, text: str, last_kind: str | None) -> str:
     """opt_out (退订/T/TD/R, or the NLU's "stop"), second_test_done / second_test_not_done (a reply to a
     second-test reminder), else other."""
     plain = _plain(text)
-    if plain in OPT_OUT_WORDS or plain.startswith("退订") or plain.endswith("退订"):
+    if plain in OPT_OUT_WORDS or _SMS_STOP.search(plain):
         return "opt_out"
     r = nlu.parse(text, Expectation("yes_no"))
     if r.intent == "opt_out":
@@ -270,3 +272,26 @@ async def sweep(store: Store, settings: ReminderSettings, dispatcher: Dispatcher
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, plan, store, settings, now)
     return await dispatcher.run_once()
+
+
+def run_virtual(store: Store, settings: ReminderSettings, start: dt.datetime, *, max_days: int = 60) -> dt.datetime:
+    """The demo's SMS: plan, then send everything on the dry-run gateway in virtual time, jumping from one
+    due time (inside the window) to the next. Returns the virtual time at the end."""
+    from results.sms import next_scheduled
+    from sms.gateways import DryRunGateway
+
+    windows = settings.windows()
+    now = [start]
+    plan(store, settings, start)
+    unpaced = ReminderSettings(**{**{f: getattr(settings, f) for f in settings.__dataclass_fields__}, "rate_per_s": 0.0})
+    d = make_dispatcher(store, DryRunGateway(), unpaced, clock=lambda: now[0])
+    try:
+        for _ in range(max_days * 4):
+            asyncio.run(d.run_once())
+            nxt = next_scheduled(store)
+            if nxt is None or nxt > start + dt.timedelta(days=max_days):
+                break
+            now[0] = windows.next_open(max(nxt, now[0] + dt.timedelta(seconds=1)))
+    finally:
+        d.close()
+    return now[0]

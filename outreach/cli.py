@@ -36,6 +36,8 @@ _GROUPS: list[tuple[str, str, str | None]] = [
     ("media", "register", None),
     ("web_cmd", "register", None),
     ("web_cmd", "users_app", "users"),
+    ("sms_cmd", "app", "sms"),
+    ("escalations", "app", "escalations"),
 ]
 # Top-level commands added by a module's register(): command name -> module.
 _TOP_LEVEL = {"nlu": "nlu", "run": "campaign", "demo": "campaign", "purge": "media", "serve": "web_cmd"}

@@ -105,14 +105,56 @@ class NluConfig(_Section):
     low_confidence: float = Field(0.6, ge=0, le=1)
 
 
+class SmsTemplateConfig(_Section):
+    """One SMS template: the text without the signature (variables {name}, {due_date}, {sites},
+    {hotline}), the provider's approved template code (Aliyun TemplateCode) and whether it is a pure
+    notification (otherwise the opt-out line 回T退订 is added)."""
+
+    body: str
+    code: str = ""
+    notification: bool = True
+
+
+def _default_sms_templates() -> dict[str, SmsTemplateConfig]:
+    return {
+        "second_test_reminder": SmsTemplateConfig(
+            body="{name}您好，请于{due_date}前往{sites}完成第二次核酸检测。已做请回复“已做”。"),
+        "ring_back": SmsTemplateConfig(
+            body="{name}您好，{hotline}健康热线多次来电未能联系到您，请回电{hotline}。", notification=False),
+    }
+
+
 class SmsConfig(_Section):
-    gateway: Literal["dry_run", "twilio"] = "dry_run"
+    gateway: Literal["dry_run", "twilio", "aliyun"] = "dry_run"
+    timezone: str = "Asia/Shanghai"
+    window: str = Field("08:00-20:00", description="HH:MM-HH:MM, local time in sms.timezone")
+    rate_per_s: float = Field(20.0, ge=0, description="messages per second; 0 = no limit")
+    daily_cap_per_number: int = Field(3, ge=1, le=50)
+    concurrency: int = Field(8, ge=1, le=256)
+    timeout_s: float = Field(10.0, gt=0)
+    attempts: int = Field(4, ge=1, le=10, description="provider calls per claim on transient errors")
+    max_claims: int = Field(5, ge=1, le=50)
+    retry_later_s: float = Field(600.0, ge=0)
+    reconcile_after_s: float = Field(120.0, gt=0)
+    sign_name: str = "健康热线"
+    hotline: str = "12320"
+    test_sites: str = "就近核酸采样点"
+    second_test_after_days: int = Field(3, ge=0, le=60)
+    remind_from_arrival: bool = False
+    ring_back: bool = True
+    templates: dict[str, SmsTemplateConfig] = Field(default_factory=_default_sms_templates)
+    public_base_url: str = Field("", description="the URL providers call our webhooks on, e.g. https://hotline.example.org")
     from_number: str = ""
     messaging_service_sid: str = ""
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr | None = None
     status_callback_url: str = ""
-    window: str = "08:00-20:00"
+    twilio_base_url: str = ""
+    aliyun_access_key_id: SecretStr | None = None
+    aliyun_access_key_secret: SecretStr | None = None
+    aliyun_endpoint: str = "dysmsapi.aliyuncs.com"
+    aliyun_protocol: Literal["https", "http"] = "https"
+    aliyun_callback_token: SecretStr | None = None
 
 
 class RetryConfig(_Section):

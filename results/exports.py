@@ -52,7 +52,7 @@ RISK_LABELS = {"none": "无", "flagged": "需关注", "high": "高风险"}
 ESCALATION_LABELS = {
     "flagged": "风险关注", "high_risk": "高风险", "human_requested": "要求人工", "callback_requested": "要求回电",
     "unreachable": "无法联系", "uncertain": "回答不确定",
-    "refused": "拒绝机器人来电",
+    "refused": "拒绝机器人来电", "opted_out": "短信退订", "sms_undeliverable": "短信未送达", "sms_reply": "短信回复待阅",
 }
 STATUS_LABELS = {"open": "待处理", "in_progress": "处理中", "closed": "已关闭"}
 
@@ -116,10 +116,15 @@ def screenings_table(store: Store, campaign_id: int, tz: ZoneInfo, *, unmasked: 
     tzname = tz.key
     headers = ["记录编号", "姓名", "手机号", "身份证号", "社区", "地址", f"通话时间（{tzname}）", "第几次呼叫",
                "对话结果", "风险等级", "风险原因", *[FIELD_LABELS.get(f, f) for f in fields], "回答不确定项",
-               "需提醒第二次核酸", "约定回电时间"]
+               "需提醒第二次核酸", "约定回电时间", "短信状态"]
 
     def rows() -> Iterator[list[Any]]:
+        from results.sms import sms_state_by_resident
+
         with store.session() as s:
+            ids = list(s.scalars(select(ScreeningRecord.resident_id).where(ScreeningRecord.campaign_id == campaign_id)
+                                 .distinct()))
+            texts = sms_state_by_resident(s, ids)
             q = (
                 select(ScreeningRecord, Resident, CallAttempt.started_at, CallAttempt.attempt_no)
                 .join(Resident, Resident.id == ScreeningRecord.resident_id)
@@ -140,7 +145,7 @@ def screenings_table(store: Store, campaign_id: int, tz: ZoneInfo, *, unmasked: 
                         for f in fields
                     ],
                     "、".join(FIELD_LABELS.get(u, u) for u in rec.uncertain or []),
-                    "是" if rec.reminder_needed else "否", _fmt_time(rec.callback_at, tz),
+                    "是" if rec.reminder_needed else "否", _fmt_time(rec.callback_at, tz), texts.get(res.id, ""),
                 ]
 
     return Table("筛查记录", headers, rows())
@@ -172,47 +177,80 @@ def attempts_table(store: Store, campaign_id: int, tz: ZoneInfo, *, unmasked: bo
 
 
 ESCALATION_HEADERS = ["编号", "类型", "优先级", "状态", "社区", "姓名", "手机号", "身份证号", "地址", "原因",
-                      "约定/截止时间", "创建时间", "筛查记录编号"]
+                      "约定/截止时间", "创建时间", "筛查记录编号", "回答摘要", "最近一次呼叫", "短信状态"]
 
 
-def _escalation_rows(store: Store, campaign_id: int, tz: ZoneInfo, unmasked: bool,
-                     community: str | None = None) -> Iterator[list[Any]]:
+def _answers_summary(answers: dict[str, Any] | None) -> str:
+    parts = []
+    for f, a in (answers or {}).items():
+        if isinstance(a, dict) and "value" in a:
+            parts.append(f"{FIELD_LABELS.get(f, f)}：{_fmt_value(a.get('value'))}" + ("（不确定）" if a.get("uncertain") else ""))
+    return "；".join(parts)
+
+
+def _escalation_rows(store: Store, campaign_id: int | None, tz: ZoneInfo, unmasked: bool,
+                     community: str | None = None, *, only_open: bool = False) -> Iterator[list[Any]]:
+    """Most urgent first (priority 1 before 3), with the evidence: the screening's answers, the last
+    call attempt, the state of the resident's texts."""
+    from results.sms import last_attempt_by_resident, sms_state_by_resident
+
     with store.session() as s:
         q = (
-            select(Escalation, Resident)
+            select(Escalation, Resident, ScreeningRecord.answers)
             .join(Resident, Resident.id == Escalation.resident_id)
-            .where(Escalation.campaign_id == campaign_id)
+            .outerjoin(ScreeningRecord, ScreeningRecord.id == Escalation.record_id)
             .order_by(Escalation.community, Escalation.priority, Escalation.id)
         )
+        if campaign_id is not None:
+            q = q.where(Escalation.campaign_id == campaign_id)
         if community is not None:
             q = q.where(Escalation.community == community)
-        for e, res in s.execute(q):
+        if only_open:
+            q = q.where(Escalation.status != "closed")
+        rows = s.execute(q).all()
+        ids = list({res.id for _, res, _ in rows})
+        last = last_attempt_by_resident(s, campaign_id, ids)
+        texts = sms_state_by_resident(s, ids)
+        for e, res, answers in rows:
+            a = last.get(res.id)
+            attempt = ""
+            if a is not None:
+                shown = a.dialog_outcome if a.outcome == "answered" and a.dialog_outcome else a.outcome
+                attempt = f"{_fmt_time(a.started_at, tz)} 第{a.attempt_no}次 {OUTCOME_LABELS.get(shown, shown)}"
             yield [
                 e.id, ESCALATION_LABELS.get(e.kind, e.kind), e.priority, STATUS_LABELS.get(e.status, e.status),
                 e.community, res.name, _phone(res.phone, unmasked), _nid(res.national_id, unmasked), res.address,
                 "；".join(e.reasons or []), _fmt_time(e.due_at, tz), _fmt_time(e.created_at, tz), e.record_id or "",
+                _answers_summary(answers), attempt, texts.get(res.id, ""),
             ]
 
 
-def escalation_tables(store: Store, campaign_id: int, tz: ZoneInfo, *, unmasked: bool = False,
-                      per_community: bool = True, only: Sequence[str] | None = None) -> list[Table]:
-    """Escalations, one table per community (XLSX sheets) or one table with every community;
-    `only`: just these communities (a community worker's export)."""
+def escalation_tables(store: Store, campaign_id: int | None, tz: ZoneInfo, *, unmasked: bool = False,
+                      per_community: bool = True, only: Sequence[str] | None = None,
+                      only_open: bool = False) -> list[Table]:
+    """Escalations (of one campaign, or all), one table per community (XLSX sheets) or one table with
+    every community; `only`: just these communities (a community worker's export)."""
     with store.session() as s:
-        communities = sorted(
-            {c for (c,) in s.execute(select(Escalation.community).where(Escalation.campaign_id == campaign_id))}
-        )
+        q = select(Escalation.community).distinct()
+        if campaign_id is not None:
+            q = q.where(Escalation.campaign_id == campaign_id)
+        if only_open:
+            q = q.where(Escalation.status != "closed")
+        communities = sorted({c for (c,) in s.execute(q)})
     if only is not None:
         communities = [c for c in communities if c in set(only)]
     if not per_community:
         if only is None:
-            return [Table("上报名单", ESCALATION_HEADERS, _escalation_rows(store, campaign_id, tz, unmasked))]
+            return [Table("上报名单", ESCALATION_HEADERS,
+                          _escalation_rows(store, campaign_id, tz, unmasked, only_open=only_open))]
         return [Table("上报名单", ESCALATION_HEADERS,
-                      (row for c in communities for row in _escalation_rows(store, campaign_id, tz, unmasked, c)))]
+                      (row for c in communities
+                       for row in _escalation_rows(store, campaign_id, tz, unmasked, c, only_open=only_open)))]
     if not communities:
         return [Table("上报名单", ESCALATION_HEADERS, [])]
     return [
-        Table(c or "未填社区", ESCALATION_HEADERS, _escalation_rows(store, campaign_id, tz, unmasked, c))
+        Table(c or "未填社区", ESCALATION_HEADERS,
+              _escalation_rows(store, campaign_id, tz, unmasked, c, only_open=only_open))
         for c in communities
     ]
 
@@ -299,6 +337,52 @@ def write_xlsx(out: Path, tables: Sequence[Table], *, before_publish: Callable[[
     return n
 
 
+def _write(store: Store, tables: Sequence[Table], *, fmt: str, out: Path, unmasked: bool, actor: str,
+           details: dict[str, Any]) -> int:
+    def audit_unmasked(n: int) -> None:
+        # Recorded before the unmasked file appears: there is never an unmasked export without its audit row.
+        with store.session() as s:
+            s.add(AuditLog(
+                action="export.unmasked", actor=actor or os.environ.get("USER", ""),
+                details={**details, "format": fmt, "file": str(out.expanduser().absolute()), "rows": n},
+            ))
+
+    hook = audit_unmasked if unmasked else None
+    try:
+        if fmt == "csv":
+            return write_csv(out, tables[0], before_publish=hook)
+        return write_xlsx(out, tables, before_publish=hook)
+    except OSError as exc:
+        raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from exc
+
+
+def export_escalations(
+    store: Store,
+    *,
+    campaign: str | None,
+    fmt: str,
+    out: Path,
+    unmasked: bool = False,
+    only_open: bool = True,
+    actor: str = "",
+    timezone: str = "Asia/Shanghai",
+) -> int:
+    """`outreach escalations export`: every community's list (XLSX: one sheet each), most urgent first."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if campaign is not None:
+        campaign_id: int | None
+        campaign_id, tz = _campaign(store, campaign)
+    else:
+        campaign_id, tz = None, ZoneInfo(timezone)
+    tables = escalation_tables(store, campaign_id, tz, unmasked=unmasked, per_community=fmt == "xlsx",
+                               only_open=only_open)
+    n = _write(store, tables, fmt=fmt, out=out, unmasked=unmasked, actor=actor,
+               details={"campaign": campaign or "*", "what": "escalations"})
+    log.info("exported %d escalations (%s) to %s", n, campaign or "all campaigns", out)
+    return n
+
+
 def export(
     store: Store,
     *,
@@ -328,22 +412,8 @@ def export(
         tables = escalation_tables(store, campaign_id, tz, unmasked=unmasked, per_community=fmt == "xlsx",
                                    only=communities)
 
-    def audit_unmasked(n: int) -> None:
-        # Recorded before the unmasked file appears: there is never an unmasked export without its audit row.
-        with store.session() as s:
-            s.add(AuditLog(
-                action="export.unmasked", actor=actor or os.environ.get("USER", ""),
-                details={"campaign": campaign, "what": what, "format": fmt, "file": str(out.expanduser().absolute()),
-                         "rows": n, **({"communities": list(communities)} if communities is not None else {})},
-            ))
-
-    hook = audit_unmasked if unmasked else None
-    try:
-        if fmt == "csv":
-            n = write_csv(out, tables[0], before_publish=hook)
-        else:
-            n = write_xlsx(out, tables, before_publish=hook)
-    except OSError as exc:
-        raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    n = _write(store, tables, fmt=fmt, out=out, unmasked=unmasked, actor=actor,
+               details={"campaign": campaign, "what": what,
+                        **({"communities": list(communities)} if communities is not None else {})})
     log.info("exported %d %s rows of campaign %s to %s", n, what, campaign, out)
     return n

@@ -22,7 +22,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from results.campaigns import add_do_not_call, audit
+from results.campaigns import audit
+from results.donotcall import add_do_not_call
 from results.masking import mask_phone
 from results.models import (
     CallAttempt,
@@ -639,3 +640,10 @@ def last_attempt_by_resident(s: Session, campaign_id: int | None, resident_ids: 
         for a in s.scalars(q.order_by(CallAttempt.started_at, CallAttempt.id)):
             out[a.resident_id] = a
     return out
+
+
+def resident_for_preview(store: Store, phone: str) -> tuple[str, str, dt.date | None] | None:
+    """(name, phone, arrival date) of the resident with this number, for `outreach sms preview`."""
+    with store.session() as s:
+        row = s.execute(select(Resident.name, Resident.phone, Resident.arrival_date).where(Resident.phone == phone)).first()
+    return (row[0], row[1], row[2]) if row else None

@@ -86,3 +86,17 @@ def aliyun_gateway(fake: FakeAliyun, *, timeout_s: float = 1.0) -> AliyunGateway
 def dispatcher(store: Store, gateway: Gateway, *, now: dt.datetime = T0, **kw: Any) -> Dispatcher:
     clock = kw.pop("clock", None) or (lambda: now)
     return make_dispatcher(store, gateway, settings(**kw), clock=clock)
+
+
+def screen_all(store: Store, name: str, *, second_test_done: bool) -> None:
+    """A campaign whose screenings all say the second test is (not) done."""
+    camp, _ = rdb.create_campaign(store, name=name, script_path="x.yaml", windows={"daily": ["00:00-23:59"]},
+                                  pacing={}, retry_policy={}, now=T0)
+    rdb.set_state(store, name, "running", now=T0)
+    claims = rdb.claim_due(store, campaign_id=camp.id, slots=[T0] * 10, local_dates=[T0.date()] * 10, due_by=T0,
+                           worker="w", history_from=99)
+    record = rdb.RecordData(outcome="completed", risk_level="none", reasons=[], uncertain=[],
+                            answers={"second_test_done": {"value": second_test_done, "raw": "没做"}},
+                            reminder_needed=not second_test_done, callback_at=None)
+    rdb.finish_attempts(store, [rdb.Finish(claim=c, outcome="answered", ended_at=T0, dialog_outcome="completed",
+                                           record=record, final_outcome="completed") for c in claims], worker="w")

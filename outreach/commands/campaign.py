@@ -18,7 +18,6 @@ from campaigns.demo import DemoSettings
 from campaigns.engine import CampaignEngine, EngineSettings, SessionFactory
 from campaigns.service import (
     ScriptLoadError,
-    default_reminder_sweep,
     make_session_factory,
     make_simulated_network,
     serve,
@@ -28,6 +27,7 @@ from outreach.config import Config
 from outreach.context import fail, get_ctx
 from outreach.services import ServiceError
 from outreach.services import campaigns as services
+from outreach.sms_wiring import build_reminder_sweep, reminder_settings
 from results import campaigns as db
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def demo_settings(config: Config, *, seed: int | None = None) -> DemoSettings:
         pacing=d["pacing"], retry_policy=d["retry_policy"], seed=sim.seed if seed is None else seed,
         simulation_rates={k: float(getattr(sim, k)) for k in SIMULATION_RATES}, nlu=build_nlu(config),
         low_confidence=config.nlu.low_confidence, caller_id=config.telephony.caller_id,
-        originate_timeout_s=config.telephony.originate_timeout_s,
+        originate_timeout_s=config.telephony.originate_timeout_s, reminders=reminder_settings(config),
     )
 
 
@@ -276,7 +276,7 @@ def run(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, on_signal)
             await serve(engine, stop=stop, tick_s=tick, exit_when_complete=exit_when_complete,
-                        reminder_sweep=default_reminder_sweep(store), interrupt=interrupt)
+                        reminder_sweep=build_reminder_sweep(cfg, store), interrupt=interrupt)
         await telephony.close()
 
     asyncio.run(main())
@@ -298,7 +298,11 @@ SUMMARY_LABELS = (
     ("opted_out", "opted out"),
     ("human_requested", "asked for a human"),
     ("not_understood", "not understood"),
-    ("reminders_needed", "second-test reminders"),
+    ("reminders_needed", "second-test reminders needed"),
+    ("reminders_sent", "second-test reminders sent (SMS)"),
+    ("reminders_delivered", "second-test reminders delivered"),
+    ("ring_back_sent", "ring-back texts sent"),
+    ("sms_undeliverable", "texts undeliverable"),
     ("escalated_residents", "residents on escalation lists"),
     ("max_attempts_per_resident", "max attempts per resident"),
     ("virtual_days", "simulated days"),

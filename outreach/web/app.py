@@ -192,16 +192,11 @@ def render(request: Request, name: str, context: dict[str, Any], *, status_code:
 
 
 def _mount_optional_routers(app: FastAPI) -> None:
-    """Routers other packages provide, when this build has them (SMS delivery receipts)."""
-    import importlib
+    """Routers other packages provide: the SMS delivery-receipt and reply webhooks (sms.webhooks,
+    authenticated by provider signature or URL token, not by a staff session; see docs/sms.md)."""
+    from outreach.sms_wiring import sms_router
 
-    try:
-        module = importlib.import_module("sms.webhooks")
-    except ImportError:
-        return
-    router = getattr(module, "router", None)
-    if router is not None:
-        app.include_router(router)
+    app.include_router(sms_router(app.state.config, app.state.store))
 
 
 def plain(message: str, status: int = 200) -> PlainTextResponse:

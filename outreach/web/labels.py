@@ -16,7 +16,7 @@ from results.masking import mask_national_id, mask_phone
 ROLE_ZH = {"admin": "管理员", "staff": "热线工作人员", "worker": "社区工作人员"}
 CONTACT_STATE_ZH = {"pending": "待呼叫", "dialing": "呼叫中", "done": "已完成", "skipped": "已跳过"}
 FINAL_ZH = {**OUTCOME_LABELS, "unreachable": "无法联系", "do_not_call": "免打扰", "cancelled": "已取消"}
-SMS_ZH = {"planned": "待发送", "queued": "排队中", "sending": "发送中", "sent": "已发送", "delivered": "已送达",
+SMS_ZH = {"planned": "待发送", "queued": "排队中", "sending": "发送中", "accepted": "已提交", "sent": "已发送", "delivered": "已送达",
           "undelivered": "未送达", "failed": "发送失败", "cancelled": "已取消"}
 AUDIT_ZH = {
     "login": "登录", "logout": "退出", "login.failed": "登录失败", "user.add": "新增账号", "user.reset": "重置账号",
