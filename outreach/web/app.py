@@ -16,7 +16,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
@@ -85,7 +85,9 @@ def create_app(
 
     app.include_router(staff.router)
     app.include_router(worker.router)
-    _mount_optional_routers(app)
+    from outreach.sms_wiring import sms_router
+
+    app.include_router(sms_router(config, store))  # delivery receipts and replies: /sms/... (signed, no login)
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:
@@ -189,15 +191,3 @@ def render(request: Request, name: str, context: dict[str, Any], *, status_code:
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "same-origin")
     return resp
-
-
-def _mount_optional_routers(app: FastAPI) -> None:
-    """Routers other packages provide: the SMS delivery-receipt and reply webhooks (sms.webhooks,
-    authenticated by provider signature or URL token, not by a staff session; see docs/sms.md)."""
-    from outreach.sms_wiring import sms_router
-
-    app.include_router(sms_router(app.state.config, app.state.store))
-
-
-def plain(message: str, status: int = 200) -> PlainTextResponse:
-    return PlainTextResponse(message, status_code=status)
