@@ -95,8 +95,9 @@ def login(page: object, base: str, name: str) -> None:
     page.goto(f"{base}/login")  # type: ignore[attr-defined]
     page.fill("input[name=username]", name)  # type: ignore[attr-defined]
     page.fill("input[name=password]", PASSWORD)  # type: ignore[attr-defined]
-    page.click("button[type=submit]")  # type: ignore[attr-defined]
-    page.wait_for_load_state("networkidle")  # type: ignore[attr-defined]
+    with page.expect_navigation():  # type: ignore[attr-defined]
+        page.click("form[action='/login'] button[type=submit]")  # type: ignore[attr-defined]
+    assert "/login" not in page.url, page.inner_text("main")  # type: ignore[attr-defined]
 
 
 def logout(page: object) -> None:

@@ -350,8 +350,9 @@ def demo(
             progress.stop()
     summary = result.summary
     web = _demo_web(cfg, result.store_url)
-    if as_json:
-        print(json.dumps({**summary, "web": web}, ensure_ascii=False))
+    if as_json:  # stdout stays the one summary object (the same for the same seed); the logins go to stderr
+        print(json.dumps(summary, ensure_ascii=False))
+        typer.echo(json.dumps({"web": web}, ensure_ascii=False), err=True)
         return
     from rich.console import Console
     from rich.table import Table
