@@ -3,7 +3,7 @@
 Attempt outcomes (the telephony result, `CallAttempt.outcome`): answered, no_answer, busy, congestion,
 failed, invalid_number, hung_up_early, interrupted. For answered calls the dialog outcome
 (`dialogs.types.OUTCOMES`) decides: completed, callback_requested, human_requested, wrong_number,
-opted_out, no_response, not_understood, hung_up.
+opted_out, no_response, not_understood, hung_up, transferred (to the human queue).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ FINAL_OUTCOMES = (
     "unreachable",
     "do_not_call",
     "cancelled",
+    "transferred",
 )
 
 # Chinese labels for exports and escalation reasons (user-facing).
@@ -60,6 +61,7 @@ OUTCOME_LABELS = {
     "unreachable": "无法联系",
     "do_not_call": "免打扰",
     "cancelled": "已取消",
+    "transferred": "已转人工",
 }
 
 REFUSED_REASONS = {
@@ -214,6 +216,8 @@ def _finish(facts: AttemptFacts) -> Decision:
     if outcome == "human_requested":
         spec = EscalationSpec("human_requested", ("居民要求人工服务",), ESCALATION_PRIORITY["human_requested"])
         return Decision(state="done", final_outcome="human_requested", escalations=(spec,))
+    if outcome == "transferred":  # a person took the call in the human queue
+        return Decision(state="done", final_outcome="transferred")
     if outcome == "not_understood":
         spec = EscalationSpec("uncertain", ("机器人无法识别回答，需人工核实",), ESCALATION_PRIORITY["uncertain"])
         return Decision(state="done", final_outcome="not_understood", escalations=(spec,))

@@ -20,7 +20,7 @@ import yaml
 
 from dialogs.nlu.types import EXPECT_TYPES
 from dialogs.rules import Condition, RuleError, parse_condition
-from dialogs.types import OUTCOMES, RISK_LEVELS
+from dialogs.types import RISK_LEVELS, SCRIPT_OUTCOMES
 
 if TYPE_CHECKING:
     from dialogs.nlu.types import Nlu
@@ -498,8 +498,8 @@ def _build_node(name: str, raw: Any, c: _Checker, max_tries: int, no_input_s: fl
     kw: dict[str, Any] = {}
 
     if end is not None:
-        if end not in OUTCOMES:
-            c.add((*path, "end"), f"node '{name}': unknown outcome '{end}'; outcomes: {', '.join(OUTCOMES)}")
+        if end not in SCRIPT_OUTCOMES:
+            c.add((*path, "end"), f"node '{name}': unknown outcome '{end}'; outcomes: {', '.join(SCRIPT_OUTCOMES)}")
         for key in ("expect", "next", "field", "options", "dtmf", "keywords", "reprompt"):
             if key in raw:
                 c.add((*path, key), f"end node '{name}' cannot have '{key}'")

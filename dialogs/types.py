@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from dialogs.nlu.types import Expectation, NluResult
 
-# Outcome names used everywhere (records, exports, web).
-OUTCOMES = (
+# Outcome names a script may end with.
+SCRIPT_OUTCOMES = (
     "completed",
     "callback_requested",
     "human_requested",
@@ -24,6 +24,9 @@ OUTCOMES = (
     "not_understood",
     "hung_up",
 )
+# Outcome names used everywhere (records, exports, web): plus `transferred`, set when the call was handed to
+# a person in the human queue (campaigns.transfer), never by a script.
+OUTCOMES = (*SCRIPT_OUTCOMES, "transferred")
 RISK_LEVELS = ("none", "flagged", "high")
 
 

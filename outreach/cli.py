@@ -38,6 +38,7 @@ _GROUPS: list[tuple[str, str, str | None]] = [
     ("web_cmd", "users_app", "users"),
     ("sms_cmd", "app", "sms"),
     ("escalations", "app", "escalations"),
+    ("asterisk", "app", "asterisk"),
 ]
 # Top-level commands added by a module's register(): command name -> module.
 _TOP_LEVEL = {"nlu": "nlu", "run": "campaign", "demo": "campaign", "purge": "media", "serve": "web_cmd"}

@@ -42,13 +42,34 @@ class AmiConfig(_Section):
     port: int = Field(5038, ge=1, le=65535)
     username: str = "outreach"
     secret: SecretStr | None = None
-    reconnect_s: float = Field(2.0, gt=0)
+    reconnect_s: float = Field(2.0, gt=0, description="first reconnect delay; doubles up to 30 s")
+    ping_interval_s: float = Field(5.0, gt=0, description="our keep-alive Ping; no Pong within ping_timeout_s drops the link")
+    ping_timeout_s: float = Field(3.0, gt=0)
+    action_timeout_s: float = Field(5.0, gt=0)
 
 
 class AudioSocketConfig(_Section):
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(9092, ge=0, le=65535)
-    advertise_host: str = "127.0.0.1"
+    advertise_host: str = Field("127.0.0.1", description="the address Asterisk's dialplan connects to (AudioSocket(uuid,host:port))")
+    stall_s: float = Field(2.0, gt=0, description="no frame from Asterisk for this long ends the call")
+
+
+class HumanQueueConfig(_Section):
+    """Where a resident who asks for a person is transferred (AMI Redirect), and when it is staffed."""
+
+    enabled: bool = False
+    context: str = "outreach-human"
+    exten: str = "s"
+    hours: list[str] = Field(default_factory=lambda: ["09:00-12:00", "14:00-18:00"],
+                             description="staffed hours, local time (campaign.timezone), HH:MM-HH:MM")
+
+
+class AsteriskConfig(_Section):
+    robot_context: str = "outreach-robot"
+    robot_exten: str = "s"
+    inbound: bool = Field(True, description="answer residents who call back (the outreach-inbound context)")
+    human_queue: HumanQueueConfig = HumanQueueConfig()
 
 
 class TelephonyConfig(_Section):
@@ -58,6 +79,7 @@ class TelephonyConfig(_Section):
     originate_timeout_s: float = Field(30.0, gt=0)
     ami: AmiConfig = AmiConfig()
     audiosocket: AudioSocketConfig = AudioSocketConfig()
+    asterisk: AsteriskConfig = AsteriskConfig()
 
 
 class TtsConfig(_Section):

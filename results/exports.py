@@ -47,6 +47,7 @@ OUTCOME_LABELS = {
     "failed": "呼叫失败", "invalid_number": "空号", "hung_up_early": "接听后挂断", "interrupted": "中断",
     "completed": "完成", "callback_requested": "要求回电", "human_requested": "要求人工", "wrong_number": "打错电话",
     "opted_out": "拒绝再呼", "no_response": "接听无应答", "not_understood": "无法识别", "hung_up": "中途挂断",
+    "transferred": "已转人工",
 }
 RISK_LABELS = {"none": "无", "flagged": "需关注", "high": "高风险"}
 ESCALATION_LABELS = {

@@ -100,7 +100,12 @@ ACTION_AUTH: dict[str, set[str]] = {
     "login": set(),
     "challenge": set(),
     "events": set(),
+    "listcommands": set(),
 }
+ACTION_NAMES = {"originate": "Originate", "redirect": "Redirect", "hangup": "Hangup",
+                "coreshowchannels": "CoreShowChannels", "showdialplan": "ShowDialPlan", "status": "Status",
+                "ping": "Ping", "logoff": "Logoff", "login": "Login", "challenge": "Challenge", "events": "Events",
+                "listcommands": "ListCommands"}
 
 
 # ============================================================================ resident behaviour
@@ -310,22 +315,27 @@ class FakeAsterisk:
         robot_context: str = "outreach-robot",
         inbound_context: str = "outreach-inbound",
         human_context: str = "outreach-human",
-        audiosocket: tuple[str, int] | None = None,
+        audiosocket: tuple[str, int] | Callable[[], tuple[str, int]] | None = None,
         trunks: dict[str, int] | None = None,
         auth_delay_s: float = 0.2,
         frame_period_s: float = PERIOD,
     ) -> None:
         self.scenario_for: ScenarioFor = scenario_for or (lambda number: Scenario())
         self.users: dict[str, User] = {username: User(secret, set(read.split(",")), set(write.split(",")))}
-        self.contexts: dict[str, dict[str, int]] = {
-            robot_context: {"s": 3},
-            inbound_context: {"_X.": 5, "s": 5},
-            human_context: {"s": 2},
+        # context -> extension -> [(application, data)] by priority, as deploy/asterisk/extensions.conf has them
+        self.contexts: dict[str, dict[str, list[tuple[str, str]]]] = {
+            robot_context: {"s": [("NoOp", "outreach attempt ${AUDIOSOCKET_UUID}"), ("Answer", ""),
+                                  ("AudioSocket", "${AUDIOSOCKET_UUID},{robot}"), ("Hangup", "")]},
+            inbound_context: {"_X.": [("Answer", ""), ("Set", "OUTREACH_UUID=${UUID()}"),
+                                      ("UserEvent", "OutreachInbound,Uuid: ${OUTREACH_UUID},CallerNum: ${CALLERID(num)}"),
+                                      ("AudioSocket", "${OUTREACH_UUID},{robot}"), ("Hangup", "")]},
+            human_context: {"s": [("Answer", ""), ("Queue", "outreach-human,t,,,300")]},
         }
         self.robot_context = robot_context
         self.inbound_context = inbound_context
         self.human_context = human_context
-        self.audiosocket = audiosocket  # the robot's host:port as the sample dialplan has it
+        # The robot's host:port as the dialplan has it (a callable: looked up at each call).
+        self.audiosocket = audiosocket
         self.trunks = {name: Trunk(name, n) for name, n in (trunks or {"trunk": 1000}).items()}
         self.auth_delay_s = auth_delay_s
         self.frame_period_s = frame_period_s
@@ -515,6 +525,17 @@ class FakeAsterisk:
                           ("LastReload", 100), ("Status", "Fully Booted")))
         self.log("login", username=s.username)
 
+    def _action_listcommands(self, s: _AmiSession, msg: dict[str, Any]) -> None:
+        pairs: list[tuple[str, object]] = [("Response", "Success")]
+        aid = header(msg, "ActionID")
+        if aid:
+            pairs.append(("ActionID", aid))
+        write = self.users[s.username].write
+        for name, need in ACTION_AUTH.items():
+            if not need or need & write:
+                pairs.append((ACTION_NAMES.get(name, name.title()), f"{name} (Priv: {','.join(sorted(need)) or '<none>'})"))
+        s.send(render(*pairs))
+
     def _action_ping(self, s: _AmiSession, msg: dict[str, Any]) -> None:
         self._respond(s, msg, "Success", None, ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}"))
 
@@ -533,12 +554,13 @@ class FakeAsterisk:
             return
         self._respond(s, msg, "Success", "DialPlan list will follow", ("EventList", "start"))
         n = 0
+        robot = self._as_addr()
         for cname, extens in ctxs.items():
             for exten, prios in extens.items():
-                for p in range(1, prios + 1):
+                for p, (app, data) in enumerate(prios, start=1):
                     n += 1
                     s.send(render(("Event", "ListDialplan"), *idl, ("Context", cname), ("Extension", exten),
-                                  ("Priority", p), ("Application", "NoOp"), ("AppData", ""),
+                                  ("Priority", p), ("Application", app), ("AppData", data.replace("{robot}", robot)),
                                   ("Registrar", "pbx_config")))
         s.send(render(("Event", "ShowDialPlanComplete"), *idl, ("EventList", "Complete"), ("ListItems", n),
                       ("ListExtensions", sum(len(e) for e in ctxs.values())), ("ListPriorities", n),
@@ -570,6 +592,13 @@ class FakeAsterisk:
                           ("Duration", f"{dur // 3600:02d}:{dur // 60 % 60:02d}:{dur % 60:02d}"), ("BridgeId", "")))
         s.send(render(("Event", "CoreShowChannelsComplete"), *idl, ("EventList", "Complete"),
                       ("ListItems", len(self.channels))))
+
+    def _has_exten(self, context: str, exten: str) -> bool:
+        for pattern in self.contexts[context]:
+            if pattern == exten or (pattern.startswith("_") and re.fullmatch(
+                    pattern[1:].replace("X", "[0-9]").replace(".", ".+"), exten)):
+                return True
+        return False
 
     def _find(self, name: str) -> Channel | None:
         for ch in self.channels.values():
@@ -613,7 +642,7 @@ class FakeAsterisk:
         if ch.state != 6 or ch.redirected is None or ch.redirected.done():
             self._respond(s, msg, "Error", "Redirect failed, channel not up.")
             return
-        if context not in self.contexts or exten not in self.contexts[context]:
+        if context not in self.contexts or not self._has_exten(context, exten):
             self._respond(s, msg, "Error", "Redirect failed")
             return
         ch.redirected.set_result((context, exten, int(prio)))
@@ -645,7 +674,7 @@ class FakeAsterisk:
             return
         pi = int(priority) if priority else 0
         if exten and context and pi:
-            if context not in self.contexts or exten not in self.contexts[context]:
+            if context not in self.contexts or not self._has_exten(context, exten):
                 self._respond(s, msg, "Error", "Extension does not exist.")
                 return
         elif not header(msg, "Application"):
@@ -775,10 +804,13 @@ class FakeAsterisk:
             cause = await self._wait(ch, scenario.queue_s)
             self._end(ch, cause if cause is not None else 16)
 
+    def audiosocket_addr(self) -> tuple[str, int] | None:
+        a = self.audiosocket
+        return a() if callable(a) else a
+
     def _as_addr(self) -> str:
-        if self.audiosocket is None:
-            return "127.0.0.1:0"
-        return f"{self.audiosocket[0]}:{self.audiosocket[1]}"
+        a = self.audiosocket_addr()
+        return "127.0.0.1:0" if a is None else f"{a[0]}:{a[1]}"
 
     async def _audiosocket(self, ch: Channel, call_uuid: str, scenario: Scenario) -> None:
         """app_audiosocket: validate the uuid, connect, run until either side ends."""
@@ -788,7 +820,7 @@ class FakeAsterisk:
             self.log("audiosocket_end", uniqueid=ch.uniqueid, why=f"Failed to parse UUID '{call_uuid}'",
                      frames_heard=0, late_frames=0, max_gap_ms=0.0)
             return
-        if self.audiosocket is None:
+        if self.audiosocket_addr() is None:
             self.log("audiosocket_end", uniqueid=ch.uniqueid, why="no AudioSocket server configured",
                      frames_heard=0, late_frames=0, max_gap_ms=0.0)
             return
@@ -883,7 +915,9 @@ class AudioSocketCall(asyncio.Protocol):
     async def run(self, hangup: asyncio.Future[int], redirect: asyncio.Future[tuple[str, str, int]]) -> str:
         loop = asyncio.get_running_loop()
         self.done = loop.create_future()
-        host, port = self.fake.audiosocket  # type: ignore[misc]
+        addr = self.fake.audiosocket_addr()
+        assert addr is not None
+        host, port = addr
         try:
             await asyncio.wait_for(loop.create_connection(lambda: self, host, port), 2.0)
         except (OSError, TimeoutError) as exc:
@@ -919,7 +953,7 @@ class AudioSocketCall(asyncio.Protocol):
                     self._queue_pcm(step.pcm)
                     await self._until(lambda: not self.mic)
                 elif step.kind == "silence":
-                    self._queue_pcm(b"\x00" * (FRAME * max(1, round(step.seconds / PERIOD))))
+                    self._queue_pcm(b"\x00" * (FRAME * max(1, round(step.seconds / self.fake.frame_period_s))))
                     await self._until(lambda: not self.mic)
                 elif step.kind == "dtmf":
                     self.mic.append(step.digit)
@@ -935,7 +969,7 @@ class AudioSocketCall(asyncio.Protocol):
             self.close("caller gave up waiting for a prompt")
 
     def _prompt_ended(self, seen: int) -> Callable[[], bool]:
-        return lambda: self.voice_frames_heard > seen and self._silence_run >= 10
+        return lambda: self.voice_frames_heard > seen and self._silence_run >= 15
 
     async def _until(self, cond: Callable[[], bool], within_s: float = 60.0) -> None:
         if cond():
@@ -1018,7 +1052,7 @@ class AudioSocketCall(asyncio.Protocol):
         if self._last_heard is not None:
             gap = now - self._last_heard
             self.max_gap = max(self.max_gap, gap)
-            if gap > 2 * PERIOD:
+            if gap > 2 * self.fake.frame_period_s:
                 self.late_frames += 1
         self._last_heard = now
         if pcm.count(0) == len(pcm):
@@ -1037,3 +1071,75 @@ class AudioSocketCall(asyncio.Protocol):
             self.done.set_result(why)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+
+class FakeAsteriskThread:
+    """The fake on its own event loop in a background thread, for tests that run the CLI in a subprocess
+    or with asyncio.run() of their own: `with FakeAsteriskThread(...) as pbx:` (pbx.port is its AMI port)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        import threading
+
+        self.kwargs = kwargs
+        self.fake: FakeAsterisk | None = None
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="fake-asterisk", daemon=True)
+
+    def __enter__(self) -> FakeAsterisk:
+        self._thread.start()
+
+        async def make() -> FakeAsterisk:
+            fake = FakeAsterisk(**self.kwargs)
+            await fake.start()
+            return fake
+
+        self.fake = asyncio.run_coroutine_threadsafe(make(), self.loop).result(10)
+        return self.fake
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on the fake's loop (its state is not thread-safe) and return its result."""
+
+        async def run() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fake is not None:
+            asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake standalone: `python -m tests.fake_asterisk --ami-port 5038 --audiosocket 127.0.0.1:9092`."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m tests.fake_asterisk", description=main.__doc__)
+    ap.add_argument("--ami-port", type=int, default=5038)
+    ap.add_argument("--audiosocket", default="127.0.0.1:9092", help="the robot's AudioSocket host:port")
+    ap.add_argument("--secret", default="s3cret")
+    ap.add_argument("--outcome", default="answer", help="scripted outcome of every number (see Scenario)")
+    args = ap.parse_args(argv)
+    host, _, port = args.audiosocket.rpartition(":")
+
+    async def run() -> None:
+        fake = FakeAsterisk(secret=args.secret, audiosocket=(host, int(port)),
+                            scenario_for=lambda number: Scenario(args.outcome))
+        await fake.start(args.ami_port)
+        sys.stderr.write(f"fake Asterisk: AMI on 127.0.0.1:{fake.port}, AudioSocket to {args.audiosocket}\n")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await fake.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

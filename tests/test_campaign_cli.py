@@ -157,11 +157,13 @@ def test_demo_json_is_one_object_and_every_resident_is_accounted_for(tmp_path: P
     assert {k: v for k, v in second.items() if k != "wall_s"} == {k: v for k, v in summary.items() if k != "wall_s"}
 
 
-def test_run_refuses_an_unavailable_backend(url: str, tmp_path: Path) -> None:
+def test_run_refuses_an_unusable_backend(url: str, tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("telephony:\n  backend: asterisk\n", encoding="utf-8")
     res = CliRunner().invoke(app, ["--config", str(cfg), "--db", url, "run", "--virtual-time"])
-    assert res.exit_code == 2 and "not available in this build" in res.output
+    assert res.exit_code == 2 and "wall clock" in res.output
+    res = CliRunner().invoke(app, ["--config", str(cfg), "--db", url, "run", "--exit-when-complete"])
+    assert res.exit_code == 2 and "OUTREACH_TELEPHONY__AMI__SECRET" in res.output
 
 
 def test_start_only_starts_a_draft_and_resume_only_resumes_a_paused_campaign(url: str) -> None:

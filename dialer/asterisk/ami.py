@@ -288,8 +288,9 @@ class AmiClient:
             why = f"{self.last_error} (connection closed by Asterisk)"
         self.last_error = why
         self._fail_pending(AmiDisconnected(f"AMI {why}"))
-        if was:
+        if was and not self._closing:
             log.warning("AMI %s:%d: %s", self.settings.host, self.settings.port, why)
+        if was:
             self._notify(False, why)
         self._resolve_first(False, why)
         self._schedule_reconnect()

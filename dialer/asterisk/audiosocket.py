@@ -183,6 +183,7 @@ class Limits:
     max_queued: int = 500  # undelivered events (10 s of audio): the consumer is not reading
     write_buffer_bytes: int = 64000  # unsent bytes towards Asterisk (~2 s of audio): it stopped reading
     keepalive_s: float = 0.5  # send one silent frame when we sent nothing for this long
+    frame_period_s: float = 0.020  # real time; tests may run the line faster
 
 
 class AudioSocketSession:
@@ -352,8 +353,9 @@ class _Connection(asyncio.Protocol):
                 return
         # Flood: more audio than real time allows (plus a burst).
         elapsed = asyncio.get_running_loop().time() - self._t0
-        if self._frames_rx > elapsed / 0.020 + self.limits.flood_frames:
-            self._fail(f"flood: {self._frames_rx} audio frames in {elapsed:.2f} s (real time allows {elapsed / 0.02:.0f})")
+        allowed = elapsed / self.limits.frame_period_s
+        if self._frames_rx > allowed + self.limits.flood_frames:
+            self._fail(f"flood: {self._frames_rx} audio frames in {elapsed:.2f} s (real time allows {allowed:.0f})")
 
     def _push(self, event: MediaEvent) -> bool:
         assert self.session is not None

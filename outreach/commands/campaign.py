@@ -15,7 +15,7 @@ import typer
 
 from campaigns.clock import Clock, ScaledClock, VirtualClock, WallClock
 from campaigns.demo import DemoSettings
-from campaigns.engine import CampaignEngine, EngineSettings, SessionFactory
+from campaigns.engine import CampaignEngine, EngineSettings, MediaDialogRunner, SessionFactory
 from campaigns.service import (
     ScriptLoadError,
     make_session_factory,
@@ -23,6 +23,8 @@ from campaigns.service import (
     serve,
 )
 from dialer.base import Telephony, TelephonyError
+from dialer.media import MediaSession
+from dialogs.types import DialogSession, ScreeningResult
 from outreach.config import Config
 from outreach.context import fail, get_ctx
 from outreach.services import ServiceError
@@ -48,7 +50,11 @@ def build_sessions(config: Config) -> SessionFactory:
 
 
 def build_telephony(config: Config, *, dial_log: Path | None = None, realtime_clock: Clock | None = None) -> Telephony:
-    """The configured backend. Raises TelephonyError for one this build does not have."""
+    """The configured backend, not started yet. Raises TelephonyError for one this build does not have."""
+    if config.telephony.backend == "asterisk":
+        from outreach.commands.asterisk import make_asterisk
+
+        return make_asterisk(config)
     if config.telephony.backend != "simulated":
         raise TelephonyError(
             f"telephony.backend {config.telephony.backend!r} is not available in this build; use 'simulated'"
@@ -56,6 +62,42 @@ def build_telephony(config: Config, *, dial_log: Path | None = None, realtime_cl
     sim = config.simulation
     rates = {k: float(getattr(sim, k)) for k in SIMULATION_RATES}
     return make_simulated_network(rates, seed=sim.seed, dial_log=dial_log, realtime_clock=realtime_clock)
+
+
+def build_media_runner(config: Config, telephony: Telephony | None = None) -> MediaDialogRunner | None:
+    """The voice runner for backends that carry audio (Asterisk): the configured recognizer, prompts from
+    the TTS cache, turn-taking from config `turn`, and, when `telephony` can transfer and
+    telephony.asterisk.human_queue is enabled, the transfer to a person (campaigns.transfer). None for
+    the simulated network (it talks in text)."""
+    if config.telephony.backend == "simulated":
+        return None
+    from asr.base import AsrError, make_recognizer
+    from dialogs.runner import RunnerSettings, run_dialog
+    from tts.cache import PromptPlayer
+
+    a = config.asr
+    try:
+        recognizer = make_recognizer(a.engine, model_path=a.model_path, server_url=a.server_url, threads=a.threads)
+    except AsrError as exc:
+        raise TelephonyError(f"telephony.backend {config.telephony.backend!r} needs speech recognition: {exc}") from exc
+    player = PromptPlayer(config.tts)
+    settings = RunnerSettings.from_config(config.turn)
+
+    queue = config.telephony.asterisk.human_queue
+    transfer_to = telephony if telephony is not None and telephony.supports_transfer and queue.enabled else None
+
+    async def runner(session: DialogSession, media: MediaSession) -> tuple[ScreeningResult, float]:
+        t0 = asyncio.get_running_loop().time()
+        if transfer_to is not None:
+            from campaigns.transfer import TransferOnEnd
+            from outreach.commands.asterisk import human_queue_open
+
+            media = TransferOnEnd(media, lambda: session.result, transfer_to, f"{queue.context},{queue.exten}",
+                                  lambda: human_queue_open(config))
+        report = await run_dialog(session, media, recognizer, player.audio, settings)
+        return report.result, asyncio.get_running_loop().time() - t0
+
+    return runner
 
 
 def build_engine_settings(config: Config, *, worker: str | None = None, slice_s: float | None = None) -> EngineSettings:
@@ -238,6 +280,8 @@ def run(
     store = app_ctx.store()
     if virtual_time and speed is not None:
         fail("--virtual-time and --speed exclude each other")
+    if cfg.telephony.backend == "asterisk" and (virtual_time or speed is not None):
+        fail("telephony.backend asterisk places real calls on the wall clock: drop --virtual-time / --speed")
     origin = _parse_start(start)
     clock: Clock
     if virtual_time or speed is not None:
@@ -251,10 +295,21 @@ def run(
         fail(str(exc))
         return
     settings = build_engine_settings(cfg, worker=worker, slice_s=None if virtual_time else max(tick * (speed or 1.0), 0.5))
-    engine = CampaignEngine(store, telephony, clock, build_sessions(cfg), settings=settings, campaigns=campaign)
+    try:
+        media_runner = build_media_runner(cfg, telephony)
+    except TelephonyError as exc:
+        fail(str(exc))
+        return
+    engine = CampaignEngine(store, telephony, clock, build_sessions(cfg), settings=settings, campaigns=campaign,
+                            media_runner=media_runner)
     typer.echo(f"worker {settings.worker}: running ({'virtual time' if virtual_time else 'scaled time' if speed else 'wall clock'})", err=True)
 
     async def main() -> None:
+        try:
+            await telephony.start()
+        except TelephonyError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
         if virtual_time:
             await engine.run_virtual()
         else:
