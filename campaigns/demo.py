@@ -17,7 +17,13 @@ from zoneinfo import ZoneInfo
 from campaigns.clock import VirtualClock
 from campaigns.engine import CampaignEngine, EngineSettings
 from campaigns.reminders import ReminderSettings, run_virtual
-from campaigns.service import file_sha256, make_session_factory, make_simulated_network, resolve_script
+from campaigns.service import (
+    file_sha256,
+    make_session_factory,
+    make_simulated_network,
+    read_script,
+    resolve_script,
+)
 from campaigns.synthetic import synthetic_residents
 from dialogs.nlu.types import Nlu
 from results import campaigns as db
@@ -102,13 +108,14 @@ def run_demo(
         tz = ZoneInfo(settings.timezone)
         start = DEMO_START_LOCAL.replace(tzinfo=tz).astimezone(dt.UTC)
         clock = VirtualClock(start)
+        db.set_meta(store, "kind", "simulation")  # the demo store holds made-up people and calls only
         db.add_residents(store, synthetic_residents(residents, seed=seed, today=DEMO_START_LOCAL.date()), now=start)
         script = resolve_script(settings.script)
         info, _ = db.create_campaign(
             store, name=DEMO_CAMPAIGN, script_path=script, script_sha256=file_sha256(script),
             timezone=settings.timezone, windows=settings.windows, holidays=settings.holidays,
             pacing={**settings.pacing, **(pacing or {})}, retry_policy=settings.retry_policy,
-            source_files=["synthetic"], now=start, actor="demo",
+            source_files=["synthetic"], now=start, actor="demo", script_text=read_script(script),
         )
         db.set_state(store, DEMO_CAMPAIGN, "running", now=start, actor="demo")
         telephony = make_simulated_network(settings.simulation_rates, seed=seed)
@@ -119,8 +126,15 @@ def run_demo(
             campaigns=[DEMO_CAMPAIGN],
         )
         progress = (lambda e: on_progress(e, residents)) if on_progress is not None else None
-        asyncio.run(engine.run_virtual(on_step=progress))
-        asyncio.run(telephony.close())
+
+        async def go() -> None:
+            async with telephony:
+                try:
+                    await engine.run_virtual(on_step=progress)
+                finally:
+                    await engine.stop()
+
+        asyncio.run(go())
         sms_end = clock.now()
         if settings.reminders is not None:
             sms_end = run_virtual(store, settings.reminders, clock.now())

@@ -1,11 +1,14 @@
-"""Wiring pieces of the engine (dialog sessions, the simulated network), and the long-running service.
+"""Wiring pieces of the engine (dialog sessions from stored scripts, the simulated network, the voice
+runner), and the long-running service.
 
 `campaigns` does not read the application's configuration: `outreach` turns its config into these
 arguments (see outreach/commands/campaign.py).
 
-The service runs on APScheduler 3 (AsyncIOScheduler): one job ticks the dialer loop, one sweeps SMS
-reminders, one watches calling windows open and close. In virtual time (`--virtual-time`) there is no
-scheduler: the engine's own loop jumps the clock from event to event.
+The service (`serve`) is one asyncio supervisor, no scheduler threads: periodic coroutine jobs on the
+loop tick the dialer, send heartbeats (which extend the leases of this worker's calls), journal the
+answers of live calls, sweep dead workers' claims, watch calling windows (each opening and closing is
+logged once) and report status. Extra jobs (e.g. SMS dispatch) are passed in as `PeriodicJob`s. In
+virtual time (`--virtual-time`) there is no service: the engine's own loop jumps the clock.
 """
 
 from __future__ import annotations
@@ -14,21 +17,20 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from campaigns.clock import Clock
-from campaigns.engine import CampaignEngine, SessionFactory
+from campaigns.engine import CampaignEngine, CampaignPrepareError
 from dialer.simulated import SimulatedNetwork
 from dialogs.nlu.types import Nlu
+from dialogs.script import Script, ScriptError, load_script, load_script_text
 from dialogs.types import DialogSession
 from results import campaigns as db
-from results.store import Store
 
 log = logging.getLogger(__name__)
-
-ReminderSweep = Callable[[dt.datetime], Awaitable[int] | int]
 
 
 class ScriptLoadError(ValueError):
@@ -42,6 +44,14 @@ def file_sha256(path: str | Path) -> str:
         raise ScriptLoadError(f"cannot read script {path}: {exc.strerror}") from exc
 
 
+def read_script(path: str | Path) -> str:
+    """A script file's text, as a campaign snapshots it (ScriptLoadError names the file)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScriptLoadError(f"cannot read script {path}: {exc}") from exc
+
+
 def resolve_script(path: str) -> str:
     """A script path as given, or relative to the installed project (for the embedded default)."""
     p = Path(path)
@@ -51,28 +61,46 @@ def resolve_script(path: str) -> str:
     return str(candidate) if candidate.is_file() else str(p)
 
 
-def make_session_factory(nlu: Nlu, *, low_confidence: float = 0.6) -> SessionFactory:
-    """Sessions of the real dialog engine with `nlu`; each campaign's script is loaded once."""
-    from dialogs.script import ScriptError, load_script
+def campaign_script(info: db.CampaignInfo) -> Script:
+    """The campaign's script: its stored snapshot (workers never depend on a file on their own disk);
+    campaigns from before snapshots fall back to the file. Raises CampaignPrepareError."""
+    try:
+        if info.script_text:
+            return load_script_text(info.script_text, f"campaign {info.name} script ({Path(info.script_path).name})")
+        return load_script(info.script_path)
+    except ScriptError as exc:
+        raise CampaignPrepareError(f"campaign {info.name}: its script does not load: {exc}") from exc
+    except OSError as exc:
+        raise CampaignPrepareError(f"campaign {info.name}: cannot read script {info.script_path}: {exc}") from exc
 
-    scripts: dict[str, Any] = {}
 
-    def factory(info: db.CampaignInfo, claim: db.Claim) -> DialogSession:
-        script = scripts.get(info.script_path)
+class ScriptSessions:
+    """Dialog sessions of the real engine with `nlu`, from each campaign's stored script (loaded once
+    per snapshot). Sessions defer the NLU to the driver (`defer_nlu`): live calls await it."""
+
+    def __init__(self, nlu: Nlu, *, low_confidence: float = 0.6) -> None:
+        self.nlu = nlu
+        self.low_confidence = low_confidence
+        self._scripts: dict[tuple[int, str], Script] = {}
+
+    def script(self, info: db.CampaignInfo) -> Script:
+        key = (info.id, info.script_sha256 or info.script_text[:64] or info.script_path)
+        script = self._scripts.get(key)
         if script is None:
-            try:
-                script = load_script(info.script_path)
-            except (ScriptError, OSError) as exc:
-                raise ScriptLoadError(f"campaign {info.name}: script {info.script_path}: {exc}") from exc
-            if info.script_sha256 and script.sha256 != info.script_sha256:
-                log.warning("campaign %s: script %s changed since the campaign was created", info.name, info.script_path)
-            scripts[info.script_path] = script
-        session: DialogSession = script.new_session(
-            claim.contact_mapping(), nlu, low_confidence=low_confidence, defer_nlu=True
-        )
-        return session
+            script = self._scripts[key] = campaign_script(info)
+        return script
 
-    return factory
+    def prepare(self, info: db.CampaignInfo) -> None:
+        self.script(info)
+
+    def __call__(self, info: db.CampaignInfo, claim: db.Claim) -> DialogSession:
+        return self.script(info).new_session(
+            claim.contact_mapping(), self.nlu, low_confidence=self.low_confidence, defer_nlu=True
+        )
+
+
+def make_session_factory(nlu: Nlu, *, low_confidence: float = 0.6) -> ScriptSessions:
+    return ScriptSessions(nlu, low_confidence=low_confidence)
 
 
 def make_simulated_network(
@@ -97,28 +125,35 @@ def make_simulated_network(
     )
 
 
-def default_reminder_sweep(store: Store) -> ReminderSweep:
-    """The SMS reminder sweep if the sms package provides one, else a logger of what is due."""
-    sweep: Any = None
-    try:
-        import importlib
+@dataclass(frozen=True, slots=True)
+class PeriodicJob:
+    """A coroutine the service runs every `every_s` wall seconds (first run at once unless `delay_first`)."""
 
-        sweep = getattr(importlib.import_module("sms.reminders"), "sweep", None)
-    except ImportError:
-        sweep = None
+    name: str
+    every_s: float
+    run: Callable[[dt.datetime], Awaitable[Any]]  # gets the campaign clock's now
+    delay_first: bool = False
 
-    def fallback(now: dt.datetime) -> int:
-        log.debug("reminder sweep at %s: no SMS reminder module in this build", now.isoformat())
-        return 0
 
-    if sweep is None:
-        return fallback
+StatusCallback = Callable[[CampaignEngine], None]
 
-    def run(now: dt.datetime) -> Awaitable[int] | int:
-        out: Awaitable[int] | int = sweep(store, now)
-        return out
 
-    return run
+async def _periodic(job: PeriodicJob, clock: Clock, stop: asyncio.Event) -> None:
+    if job.delay_first:
+        try:
+            await asyncio.wait_for(stop.wait(), job.every_s)
+            return
+        except TimeoutError:
+            pass
+    while not stop.is_set():
+        try:
+            await job.run(clock.now())
+        except Exception:
+            log.exception("job %s failed; it runs again in %.0f s", job.name, job.every_s)
+        try:
+            await asyncio.wait_for(stop.wait(), job.every_s)
+        except TimeoutError:
+            continue
 
 
 async def serve(
@@ -127,68 +162,62 @@ async def serve(
     stop: asyncio.Event,
     tick_s: float = 1.0,
     exit_when_complete: bool = False,
-    reminder_sweep: ReminderSweep | None = None,
-    reminder_every_s: float = 300.0,
-    on_tick: Callable[[CampaignEngine], None] | None = None,
+    jobs: Sequence[PeriodicJob] = (),
+    on_status: StatusCallback | None = None,
+    status_every_s: float = 1.0,
     interrupt: asyncio.Event | None = None,
-    lease_sweep_s: float = 60.0,
+    lease_sweep_s: float = 10.0,
 ) -> None:
-    """Run the dialer loop on the wall (or scaled) clock under APScheduler until `stop` is set.
+    """Run the dialer on the wall (or scaled) clock until `stop` is set.
 
     Then no new call starts and the calls in progress end normally, unless `interrupt` is set
-    meanwhile: those calls are cut and recorded as `interrupted` (retried per policy)."""
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-    engine.recover()
-    scheduler = AsyncIOScheduler(timezone=dt.UTC)
+    meanwhile: those calls are cut and recorded as `interrupted` (retried per policy, not charged)."""
+    await engine.start()
     window_state: dict[int, bool] = {}
 
-    async def tick() -> None:
-        try:
-            nxt = await engine.step()
-        except Exception:
-            log.exception("dialer tick failed; retrying on the next tick")
-            return
-        if on_tick is not None:
-            on_tick(engine)
+    async def tick(now: dt.datetime) -> None:
+        nxt = await engine.step()
         if exit_when_complete and nxt is None and engine.inflight == 0:
             stop.set()
 
-    async def sweep() -> None:
-        if reminder_sweep is None:
-            return
-        try:
-            res = reminder_sweep(engine.clock.now())
-            if asyncio.iscoroutine(res) or isinstance(res, Awaitable):
-                await res
-        except Exception:
-            log.exception("reminder sweep failed")
+    async def heartbeat(now: dt.datetime) -> None:
+        await engine.heartbeat()
 
-    def sweep_leases() -> None:
-        # A worker that died and was not restarted leaves its claims `dialing`; take them over once
-        # their lease has run out, so its contacts are retried and the campaign can complete.
-        try:
-            engine.recover(include_own=False)
-        except Exception:
-            log.exception("lease sweep failed; retrying later")
+    async def progress(now: dt.datetime) -> None:
+        await engine.journal_progress()
 
-    def watch_windows() -> None:
-        now = engine.clock.now()
+    async def sweep(now: dt.datetime) -> None:
+        # A worker that died leaves its claims `dialing`: take them over once its heartbeat stopped.
+        await engine.sweep()
+
+    async def windows(now: dt.datetime) -> None:
         for cid, rt in list(engine._runtimes.items()):
             is_open = rt.windows.is_open(now)
             if window_state.get(cid) != is_open:
-                log.info("campaign %s: calling window %s", rt.info.name, "opened" if is_open else "closed")
+                if cid in window_state or is_open:
+                    log.info("campaign %s: calling window %s", rt.info.name, "opened" if is_open else "closed")
                 window_state[cid] = is_open
 
-    scheduler.add_job(tick, "interval", seconds=tick_s, max_instances=1, coalesce=True, id="dialer",
-                      next_run_time=dt.datetime.now(dt.UTC))
-    scheduler.add_job(sweep, "interval", seconds=reminder_every_s, max_instances=1, coalesce=True, id="reminders")
-    scheduler.add_job(sweep_leases, "interval", seconds=lease_sweep_s, max_instances=1, coalesce=True, id="leases")
-    scheduler.add_job(watch_windows, "interval", seconds=30, max_instances=1, coalesce=True, id="windows",
-                      next_run_time=dt.datetime.now(dt.UTC))
-    scheduler.start()
+    async def status(now: dt.datetime) -> None:
+        if on_status is not None:
+            on_status(engine)
+
+    s = engine.settings
+    builtin = [
+        PeriodicJob("dialer", tick_s, tick),
+        PeriodicJob("heartbeat", s.heartbeat_s, heartbeat, delay_first=True),
+        PeriodicJob("progress", s.progress_s, progress, delay_first=True),
+        PeriodicJob("leases", lease_sweep_s, sweep, delay_first=True),
+        PeriodicJob("windows", 5.0, windows),
+        PeriodicJob("status", status_every_s, status),
+    ]
+    tasks = [asyncio.create_task(_periodic(j, engine.clock, stop), name=f"job-{j.name}") for j in [*builtin, *jobs]]
     try:
         await stop.wait()
     finally:
-        scheduler.shutdown(wait=False)
-        await engine.drain(interrupt)
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)  # each job ends after its current run
+        try:
+            await engine.drain(interrupt)
+        finally:
+            await engine.stop()

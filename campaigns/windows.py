@@ -123,6 +123,10 @@ class CallingWindows:
     def local_date(self, when: dt.datetime) -> dt.date:
         return self.local(when).date()
 
+    def day_start(self, when: dt.datetime) -> dt.datetime:
+        """The UTC instant of local midnight of `when`'s local day."""
+        return dt.datetime.combine(self.local_date(when), dt.time(0), tzinfo=self.tz).astimezone(dt.UTC)
+
 
 def _parse_ranges(key: str, values: Sequence[str] | str) -> tuple[tuple[int, int], ...]:
     if isinstance(values, str):

@@ -778,6 +778,18 @@ def check_script(path: str | Path) -> list[ScriptIssue]:
     return _load(path)[1]
 
 
+def load_script_text(text: str, source: str) -> Script:
+    """Load and validate a script from its text (a campaign's stored snapshot); `source` names it in
+    messages. Raises ScriptError listing every problem."""
+    data, checker = _parse(text, source)
+    if data is None:
+        raise ScriptError(checker.issues or [ScriptIssue(source, 0, "the script could not be loaded")])
+    script = _build(data, checker, source, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    if checker.issues or script is None:
+        raise ScriptError(sorted(checker.issues, key=lambda i: i.line) or [ScriptIssue(source, 0, "the script could not be loaded")])
+    return script
+
+
 def load_script(path: str | Path) -> Script:
     """Load and validate a script. Raises ScriptError listing every problem."""
     script, issues = _load(path)

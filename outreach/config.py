@@ -72,11 +72,22 @@ class AsteriskConfig(_Section):
     human_queue: HumanQueueConfig = HumanQueueConfig()
 
 
+class TrunkConfig(_Section):
+    """One trunk: its limits hold in total, across every campaign and every worker."""
+
+    name: str = "default"
+    channel: str = "PJSIP/{number}@trunk"
+    max_channels: int = Field(30, ge=1)
+    calls_per_second: float = Field(2.0, gt=0)
+
+
 class TelephonyConfig(_Section):
     backend: Literal["simulated", "asterisk"] = "simulated"
     caller_id: str = "12320"
     trunk: str = "PJSIP/{number}@trunk"
     originate_timeout_s: float = Field(30.0, gt=0)
+    max_call_s: float = Field(900.0, gt=0)
+    trunks: list[TrunkConfig] = Field(default_factory=lambda: [TrunkConfig()])
     ami: AmiConfig = AmiConfig()
     audiosocket: AudioSocketConfig = AudioSocketConfig()
     asterisk: AsteriskConfig = AsteriskConfig()

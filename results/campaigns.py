@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from results.donotcall import SOURCE_LABELS as DNC_SOURCE_LABELS
 from results.donotcall import add_do_not_call
@@ -43,6 +43,9 @@ from results.models import (
     Escalation,
     Resident,
     ScreeningRecord,
+    StoreMeta,
+    Trunk,
+    Worker,
 )
 from results.store import Store
 
@@ -85,10 +88,14 @@ class CampaignInfo:
     created_at: dt.datetime
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
+    script_text: str = ""
+    trunk: str = "default"
+    paused_reason: str = ""
 
     @classmethod
     def of(cls, c: Campaign) -> CampaignInfo:
         return cls(
+            script_text=c.script_text or "", trunk=c.trunk or "default", paused_reason=c.paused_reason or "",
             id=c.id, name=c.name, state=c.state, script_path=c.script_path, script_sha256=c.script_sha256,
             timezone=c.timezone, windows=dict(c.windows or {}), holidays=list(c.holidays or []),
             pacing=dict(c.pacing or {}), retry_policy=dict(c.retry_policy or {}),
@@ -118,6 +125,7 @@ class Claim:
     tags: tuple[str, ...]
     last_outcome: str | None
     history: tuple[str, ...] = ()  # earlier attempt outcomes (only filled for a contact's last allowed attempt)
+    trunk: str = "default"
 
     def contact_mapping(self) -> dict[str, Any]:
         """The resident as the dialog script sees it."""
@@ -150,9 +158,16 @@ class RecordData:
     callback_at: dt.datetime | None
 
 
+NOT_DIALED = "not_dialed"  # Finish.outcome of an attempt that never reached the network: it is undone
+
+
 @dataclass(slots=True)
 class Finish:
-    """Everything one finished attempt writes, decided by the engine's policy."""
+    """Everything one finished attempt writes, decided by the engine's policy.
+
+    `outcome == NOT_DIALED` (a system fault before the call reached the network, or our own crash before
+    dialling): the attempt row is deleted and the contact's attempt counts restored; it is pending
+    again at `next_attempt_at`. Not an attempt of the resident."""
 
     claim: Claim
     outcome: str
@@ -177,6 +192,7 @@ class Recovered:
 
     claim: Claim
     attempt_started_at: dt.datetime
+    claimed_by: str = ""
 
 
 # ----------------------------------------------------------------------------- creation, lifecycle
@@ -209,6 +225,8 @@ def create_campaign(
     tags: Sequence[str] = (),
     now: dt.datetime,
     actor: str = "",
+    script_text: str = "",
+    trunk: str = "default",
 ) -> tuple[CampaignInfo, int]:
     """Create a draft campaign with its contact set; returns (campaign, number of contacts).
 
@@ -245,6 +263,7 @@ def create_campaign(
             name=name, script_path=script_path, script_sha256=script_sha256, state=CampaignState.draft,
             timezone=timezone, windows=dict(windows), holidays=list(holidays), pacing=dict(pacing),
             retry_policy=dict(retry_policy), contact_filter=contact_filter, created_at=now,
+            script_text=script_text, trunk=trunk or "default",
         )
         s.add(camp)
         s.flush()
@@ -294,6 +313,7 @@ def set_state(
     now: dt.datetime,
     actor: str = "",
     from_states: Sequence[str] | None = None,
+    script_text: str | None = None,
 ) -> CampaignInfo:
     """Move a campaign along draft → running ⇄ paused → completed/cancelled (one transaction).
 
@@ -317,6 +337,10 @@ def set_state(
                 f"campaign {name!r} is {old}; this command only applies to a {' or '.join(from_states)} campaign"
             )
         camp.state = new_state
+        if new_state == CampaignState.running:
+            camp.paused_reason = ""
+            if script_text and not camp.script_text:
+                camp.script_text = script_text  # campaigns created before snapshots: taken at start
         if new_state == CampaignState.running and camp.started_at is None:
             camp.started_at = now
             s.execute(
@@ -429,101 +453,283 @@ def claim_due(
 
     `local_dates[i]` is the campaign-local date of slots[i] (for the per-day attempt count);
     `history_from`: attempt numbers >= this get the earlier outcomes (for the unreachable reason).
-    Contacts on the do-not-call list are never claimed. One transaction.
+    Contacts on the do-not-call list, and residents in a call of any campaign right now, are never
+    claimed. One transaction. (The dialer uses `admit_and_claim`, which also applies the trunk limits.)
     """
     if not slots:
         return []
-    n = len(slots)
     with store.session() as s:
         camp_state = s.scalar(select(Campaign.state).where(Campaign.id == campaign_id))
         if camp_state != CampaignState.running:
             return []
-        dnc = exists().where(DoNotCall.phone == Resident.phone)
-        due = (
-            select(CampaignContact.id)
-            .join(Resident, Resident.id == CampaignContact.resident_id)
-            .where(
-                CampaignContact.campaign_id == campaign_id,
-                CampaignContact.state == ContactState.pending,
-                CampaignContact.next_attempt_at <= due_by,
-                ~dnc,
-            )
-            .order_by(CampaignContact.next_attempt_at, CampaignContact.id)
-            .limit(n)
-        )
+        return _claim(s, store, campaign_id=campaign_id, slots=slots, local_dates=local_dates, due_by=due_by,
+                      worker=worker, history_from=history_from)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What one claim may take, decided by the engine from the campaign's settings and the clock."""
+
+    campaign_id: int
+    trunk: str
+    want: int  # at most this many calls (the engine's own free lines)
+    now: dt.datetime
+    until: dt.datetime  # plan starts before this instant
+    camp_max_lines: int
+    camp_cps: float
+    max_per_day: int  # per phone, across campaigns
+    max_total: int  # per phone, across the campaigns that are running or paused
+    day_start: dt.datetime  # start of the campaign-local day of `now` (UTC)
+    next_day_open: dt.datetime  # where a phone at its daily cap goes
+    next_open: Callable[[dt.datetime], dt.datetime]  # the calling windows: next open instant >= t
+    local_date: Callable[[dt.datetime], dt.date]
+    history_from: int = 5
+
+
+def ensure_trunk(s: Session, name: str, now: dt.datetime) -> Trunk:
+    t = s.get(Trunk, name)
+    if t is None:
+        t = Trunk(name=name, channel="", max_channels=30, calls_per_second=2.0, breaker_state="closed",
+                  breaker_reason="", breaker_trips=0, updated_at=now)
+        s.add(t)
+        s.flush()
+    return t
+
+
+def set_trunks(store: Store, specs: Sequence[Mapping[str, Any]], *, now: dt.datetime) -> None:
+    """Store the configured trunks' limits (name, channel, max_channels, calls_per_second)."""
+    with store.session() as s:
+        for spec in specs:
+            t = ensure_trunk(s, str(spec["name"]), now)
+            t.channel = str(spec.get("channel", "") or "")
+            t.max_channels = int(spec["max_channels"])
+            t.calls_per_second = float(spec["calls_per_second"])
+            t.updated_at = now
+
+
+def admit_and_claim(store: Store, adm: Admission, *, worker: str) -> list[Claim]:
+    """Admission and claim in one transaction, under a lock on the trunk rows (every worker and
+    campaign): at most the trunk's and the campaign's free lines (calls `dialing` in the store), start
+    instants paced by the trunk's and the campaign's calls per second (one shared bucket each, kept in
+    the store), only inside the calling windows. A phone already in a call, at its daily cap or at its
+    total cap (across campaigns) is not claimed; at the daily cap it moves to the next day, at the
+    total cap its contact ends `unreachable`."""
+    if adm.want <= 0:
+        return []
+    with store.session() as s:
         if store.dialect == "postgresql":
-            ids = list(s.scalars(due.with_for_update(skip_locked=True, of=CampaignContact)))
-            if not ids:
-                return []
-            rows = s.execute(
-                update(CampaignContact)
-                .where(CampaignContact.id.in_(ids), CampaignContact.state == ContactState.pending)
-                .values(state=ContactState.dialing, claimed_by=worker, claimed_at=due_by)
-                .returning(CampaignContact.id)
-            ).all()
-        else:
-            rows = s.execute(
-                update(CampaignContact)
-                .where(CampaignContact.id.in_(due.scalar_subquery()), CampaignContact.state == ContactState.pending)
-                .values(state=ContactState.dialing, claimed_by=worker, claimed_at=due_by)
-                .returning(CampaignContact.id)
-                .execution_options(synchronize_session=False)
-            ).all()
-        claimed = [r[0] for r in rows]
-        if not claimed:
+            s.execute(select(Trunk.name).order_by(Trunk.name).with_for_update())  # all trunks: one resident, one call
+        else:  # take SQLite's write lock first, so what is read below is current
+            s.execute(update(Trunk).where(Trunk.name == adm.trunk).values(updated_at=adm.now))
+        trunk = ensure_trunk(s, adm.trunk, adm.now)
+        camp = s.get(Campaign, adm.campaign_id)
+        if camp is None or camp.state != CampaignState.running:
             return []
-        data = s.execute(
-            select(
-                CampaignContact.id, CampaignContact.resident_id, CampaignContact.attempts,
-                CampaignContact.attempts_today, CampaignContact.attempts_day, CampaignContact.last_outcome,
-                CampaignContact.next_attempt_at, Resident.name, Resident.phone, Resident.community,
-                Resident.address, Resident.national_id, Resident.arrival_date, Resident.tags,
-            )
-            .join(Resident, Resident.id == CampaignContact.resident_id)
-            .where(CampaignContact.id.in_(claimed))
-            .order_by(CampaignContact.next_attempt_at, CampaignContact.id)
+        if trunk.breaker_state == "open" and trunk.breaker_until is not None and trunk.breaker_until > adm.now:
+            return []
+        _cap_phones(s, adm)
+        dialing_on = (
+            select(func.count()).select_from(CampaignContact).join(Campaign, Campaign.id == CampaignContact.campaign_id)
+        )
+        trunk_busy = int(s.scalar(dialing_on.where(Campaign.trunk == adm.trunk,
+                                                   CampaignContact.state == ContactState.dialing)) or 0)
+        camp_busy = int(s.scalar(select(func.count()).select_from(CampaignContact).where(
+            CampaignContact.campaign_id == adm.campaign_id, CampaignContact.state == ContactState.dialing)) or 0)
+        n = min(adm.want, trunk.max_channels - trunk_busy, adm.camp_max_lines - camp_busy)
+        if n <= 0:
+            return []
+        t_gap = 1.0 / max(trunk.calls_per_second, 1e-6)
+        c_gap = 1.0 / max(adm.camp_cps, 1e-6)
+        t_next = max(adm.now, trunk.next_slot_at or adm.now)
+        c_next = max(adm.now, camp.next_slot_at or adm.now)
+        slots: list[dt.datetime] = []
+        while len(slots) < n:
+            t = adm.next_open(max(t_next, c_next))
+            if t >= adm.until:
+                break
+            slots.append(t)
+            t_next = t + dt.timedelta(seconds=t_gap)
+            c_next = t + dt.timedelta(seconds=c_gap)
+        if not slots:
+            return []
+        claims = _claim(
+            s, store, campaign_id=adm.campaign_id, slots=slots, local_dates=[adm.local_date(t) for t in slots],
+            due_by=adm.now, worker=worker, history_from=adm.history_from, day_start=adm.day_start,
+            max_per_day=adm.max_per_day, trunk=adm.trunk,
+        )
+        if claims:
+            last = claims[-1].started_at
+            trunk.next_slot_at = last + dt.timedelta(seconds=t_gap)
+            camp.next_slot_at = last + dt.timedelta(seconds=c_gap)
+        return claims
+
+
+def _phone_attempts(day_start: dt.datetime | None) -> Any:
+    """Attempts of the contact's resident in any campaign (since `day_start`, or in active campaigns)."""
+    q = select(func.count()).select_from(CallAttempt).where(
+        CallAttempt.resident_id == CampaignContact.resident_id, CallAttempt.outcome != "interrupted"
+    )  # our own crashes are not the resident's attempts
+    if day_start is not None:
+        return q.where(CallAttempt.started_at >= day_start).scalar_subquery()
+    active = select(Campaign.id).where(Campaign.state.in_([CampaignState.running, CampaignState.paused]))
+    return q.where(CallAttempt.campaign_id.in_(active)).scalar_subquery()
+
+
+def _cap_phones(s: Session, adm: Admission) -> None:
+    """Due contacts whose phone reached its daily cap (any campaign) wait for the next day; at the total
+    cap across active campaigns they end `unreachable` with an escalation for their community."""
+    due = and_(
+        CampaignContact.campaign_id == adm.campaign_id,
+        CampaignContact.state == ContactState.pending,
+        CampaignContact.next_attempt_at <= adm.now,
+    )
+    s.execute(
+        update(CampaignContact)
+        .where(due, _phone_attempts(adm.day_start) >= adm.max_per_day)
+        .values(next_attempt_at=adm.next_day_open)
+        .execution_options(synchronize_session=False)
+    )
+    capped = s.execute(
+        select(CampaignContact.id, CampaignContact.resident_id, Resident.community)
+        .join(Resident, Resident.id == CampaignContact.resident_id)
+        .where(due, CampaignContact.attempts < _phone_attempts(None), _phone_attempts(None) >= adm.max_total)
+    ).all()
+    if not capped:
+        return
+    s.execute(
+        update(CampaignContact),
+        [{"id": cid, "state": ContactState.done, "final_outcome": "unreachable", "next_attempt_at": None}
+         for cid, _, _ in capped],
+    )
+    s.execute(insert(Escalation), [
+        {"resident_id": rid, "campaign_id": adm.campaign_id, "record_id": None, "kind": "unreachable",
+         "community": community, "priority": 3, "status": "open", "reasons": ["多个活动合计呼叫次数已达上限，未完成筛查"],
+         "notes": "", "due_at": None, "created_at": adm.now}
+        for _, rid, community in capped
+    ])
+
+
+def _claim(
+    s: Session,
+    store: Store,
+    *,
+    campaign_id: int,
+    slots: Sequence[dt.datetime],
+    local_dates: Sequence[dt.date],
+    due_by: dt.datetime,
+    worker: str,
+    history_from: int,
+    day_start: dt.datetime | None = None,
+    max_per_day: int | None = None,
+    trunk: str = "default",
+) -> list[Claim]:
+    n = len(slots)
+    dnc = exists().where(DoNotCall.phone == Resident.phone)
+    other = aliased(CampaignContact)
+    in_call = exists().where(other.resident_id == CampaignContact.resident_id, other.state == ContactState.dialing)
+    conds = [
+        CampaignContact.campaign_id == campaign_id,
+        CampaignContact.state == ContactState.pending,
+        CampaignContact.next_attempt_at <= due_by,
+        ~dnc,
+        ~in_call,
+    ]
+    if day_start is not None and max_per_day is not None:
+        conds.append(_phone_attempts(day_start) < max_per_day)
+    due = (
+        select(CampaignContact.id)
+        .join(Resident, Resident.id == CampaignContact.resident_id)
+        .where(*conds)
+        .order_by(CampaignContact.next_attempt_at, CampaignContact.id)
+        .limit(n)
+    )
+    if store.dialect == "postgresql":
+        ids = list(s.scalars(due.with_for_update(skip_locked=True, of=CampaignContact)))
+        if not ids:
+            return []
+        rows = s.execute(
+            update(CampaignContact)
+            .where(CampaignContact.id.in_(ids), CampaignContact.state == ContactState.pending)
+            .values(state=ContactState.dialing, claimed_by=worker, claimed_at=due_by)
+            .returning(CampaignContact.id)
         ).all()
-        contact_updates: list[dict[str, Any]] = []
-        attempt_rows: list[dict[str, Any]] = []
-        pending: list[tuple[Any, int, int, str, dt.datetime]] = []
-        for row, slot, day in zip(data, slots, local_dates, strict=False):
-            attempts = row.attempts + 1
-            today = row.attempts_today + 1 if row.attempts_day == day else 1
-            channel_id = str(uuid.uuid4())
-            contact_updates.append({"id": row.id, "attempts": attempts, "attempts_today": today, "attempts_day": day})
-            attempt_rows.append({
-                "campaign_id": campaign_id, "contact_id": row.id, "resident_id": row.resident_id,
-                "channel_id": channel_id, "attempt_no": attempts, "worker": worker, "started_at": slot,
-                "outcome": "dialing", "turns": [],
-            })
-            pending.append((row, attempts, today, channel_id, slot))
-        s.execute(update(CampaignContact), contact_updates)
-        ids_by_channel = {
-            ch: aid for aid, ch in s.execute(
-                insert(CallAttempt).returning(CallAttempt.id, CallAttempt.channel_id, sort_by_parameter_order=True),
-                attempt_rows,
-            )
-        }
-        need_history = [row.id for row, attempts, *_ in pending if attempts >= history_from and attempts > 1]
-        history: dict[int, list[str]] = {}
-        if need_history:
-            for cid, outcome, dialog_outcome in s.execute(
-                select(CallAttempt.contact_id, CallAttempt.outcome, CallAttempt.dialog_outcome)
-                .where(CallAttempt.contact_id.in_(need_history), CallAttempt.outcome != "dialing")
-                .order_by(CallAttempt.contact_id, CallAttempt.attempt_no)
-            ):
-                shown = dialog_outcome if outcome == "answered" and dialog_outcome else outcome
-                history.setdefault(cid, []).append(shown)
-        claims = [
-            Claim(
-                contact_id=row.id, attempt_id=ids_by_channel[ch], channel_id=ch, campaign_id=campaign_id,
-                resident_id=row.resident_id, attempt_no=attempts, attempts_today=today, started_at=slot,
-                name=row.name, phone=row.phone, community=row.community, address=row.address,
-                national_id=row.national_id, arrival_date=row.arrival_date, tags=tuple(row.tags or ()),
-                last_outcome=row.last_outcome, history=tuple(history.get(row.id, ())),
-            )
-            for row, attempts, today, ch, slot in pending
-        ]
+    else:
+        rows = s.execute(
+            update(CampaignContact)
+            .where(CampaignContact.id.in_(due.scalar_subquery()), CampaignContact.state == ContactState.pending)
+            .values(state=ContactState.dialing, claimed_by=worker, claimed_at=due_by)
+            .returning(CampaignContact.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    claimed = [r[0] for r in rows]
+    if not claimed:
+        return []
+    data = s.execute(
+        select(
+            CampaignContact.id, CampaignContact.resident_id, CampaignContact.attempts,
+            CampaignContact.attempts_today, CampaignContact.attempts_day, CampaignContact.last_outcome,
+            CampaignContact.next_attempt_at, Resident.name, Resident.phone, Resident.community,
+            Resident.address, Resident.national_id, Resident.arrival_date, Resident.tags,
+        )
+        .join(Resident, Resident.id == CampaignContact.resident_id)
+        .where(CampaignContact.id.in_(claimed))
+        .order_by(CampaignContact.next_attempt_at, CampaignContact.id)
+    ).all()
+    phone_today: dict[int, int] = {}
+    if day_start is not None:
+        phone_today = dict(s.execute(
+            select(CallAttempt.resident_id, func.count())
+            .where(CallAttempt.resident_id.in_([r.resident_id for r in data]), CallAttempt.started_at >= day_start,
+                   CallAttempt.campaign_id != campaign_id, CallAttempt.outcome != "interrupted")
+            .group_by(CallAttempt.resident_id)
+        ).all())
+    # attempt rows so far (interrupted ones included: they are numbered but not counted)
+    seqs: dict[int, int] = dict(s.execute(
+        select(CallAttempt.contact_id, func.count()).where(CallAttempt.contact_id.in_(claimed))
+        .group_by(CallAttempt.contact_id)
+    ).all())
+    contact_updates: list[dict[str, Any]] = []
+    attempt_rows: list[dict[str, Any]] = []
+    pending: list[tuple[Any, int, int, str, dt.datetime]] = []
+    for row, slot, day in zip(data, slots, local_dates, strict=False):
+        attempts = row.attempts + 1
+        today = row.attempts_today + 1 if row.attempts_day == day else 1
+        channel_id = str(uuid.uuid4())
+        contact_updates.append({"id": row.id, "attempts": attempts, "attempts_today": today, "attempts_day": day})
+        attempt_rows.append({
+            "campaign_id": campaign_id, "contact_id": row.id, "resident_id": row.resident_id,
+            "channel_id": channel_id, "attempt_no": int(seqs.get(row.id, 0)) + 1, "worker": worker, "started_at": slot,
+            "outcome": "dialing", "turns": [],
+        })
+        # the policy sees the phone's attempts of the day across campaigns
+        pending.append((row, attempts, today + int(phone_today.get(row.resident_id, 0)), channel_id, slot))
+    s.execute(update(CampaignContact), contact_updates)
+    ids_by_channel = {
+        ch: aid for aid, ch in s.execute(
+            insert(CallAttempt).returning(CallAttempt.id, CallAttempt.channel_id, sort_by_parameter_order=True),
+            attempt_rows,
+        )
+    }
+    need_history = [row.id for row, attempts, *_ in pending if attempts >= history_from and attempts > 1]
+    history: dict[int, list[str]] = {}
+    if need_history:
+        for cid, outcome, dialog_outcome in s.execute(
+            select(CallAttempt.contact_id, CallAttempt.outcome, CallAttempt.dialog_outcome)
+            .where(CallAttempt.contact_id.in_(need_history), CallAttempt.outcome != "dialing")
+            .order_by(CallAttempt.contact_id, CallAttempt.attempt_no)
+        ):
+            shown = dialog_outcome if outcome == "answered" and dialog_outcome else outcome
+            history.setdefault(cid, []).append(shown)
+    claims = [
+        Claim(
+            contact_id=row.id, attempt_id=ids_by_channel[ch], channel_id=ch, campaign_id=campaign_id,
+            resident_id=row.resident_id, attempt_no=attempts, attempts_today=today, started_at=slot,
+            name=row.name, phone=row.phone, community=row.community, address=row.address,
+            national_id=row.national_id, arrival_date=row.arrival_date, tags=tuple(row.tags or ()),
+            last_outcome=row.last_outcome, history=tuple(history.get(row.id, ())), trunk=trunk,
+        )
+        for row, attempts, today, ch, slot in pending
+    ]
     if log.isEnabledFor(logging.DEBUG):
         for c in claims:
             log.debug("claimed %s attempt %d (%s) for %s", mask_phone(c.phone), c.attempt_no, c.channel_id, worker)
@@ -564,7 +770,29 @@ def finish_attempts(store: Store, finishes: Sequence[Finish], *, worker: str) ->
     return len(todo)
 
 
+def _release(s: Session, undo: Sequence[Finish], cancelled: set[int]) -> None:
+    """Attempts that never reached the network: gone, and the contact is as before the claim."""
+    s.execute(delete(CallAttempt).where(CallAttempt.id.in_([f.claim.attempt_id for f in undo]))
+              .execution_options(synchronize_session=False))
+    for f in undo:
+        values: dict[str, Any] = {
+            "state": ContactState.pending, "next_attempt_at": f.next_attempt_at, "claimed_by": None,
+            "claimed_at": None, "attempts": CampaignContact.attempts - 1,
+            "attempts_today": func.max(CampaignContact.attempts_today - 1, 0)
+            if s.get_bind().dialect.name == "sqlite" else func.greatest(CampaignContact.attempts_today - 1, 0),
+        }
+        if f.claim.campaign_id in cancelled:
+            values.update(state=ContactState.skipped, final_outcome="cancelled", next_attempt_at=None)
+        s.execute(update(CampaignContact).where(CampaignContact.id == f.claim.contact_id).values(**values))
+
+
 def _write_finishes(s: Session, todo: Sequence[Finish], cancelled: set[int]) -> None:
+    undo = [f for f in todo if f.outcome == NOT_DIALED]
+    if undo:
+        _release(s, undo, cancelled)
+        todo = [f for f in todo if f.outcome != NOT_DIALED]
+        if not todo:
+            return
     s.execute(
         update(CallAttempt),
         [
@@ -606,6 +834,16 @@ def _write_finishes(s: Session, todo: Sequence[Finish], cancelled: set[int]) -> 
             "claimed_by": None, "claimed_at": None,
         })
     s.execute(update(CampaignContact), contact_rows)
+    cut = [f.claim.contact_id for f in todo if f.outcome == "interrupted"]
+    if cut:  # our crash or shutdown cut these calls: not charged to the residents' attempt caps
+        dialect = s.get_bind().dialect.name
+        floor = func.max if dialect == "sqlite" else func.greatest
+        s.execute(
+            update(CampaignContact).where(CampaignContact.id.in_(cut)).values(
+                attempts=floor(CampaignContact.attempts - 1, 0),
+                attempts_today=floor(CampaignContact.attempts_today - 1, 0),
+            ).execution_options(synchronize_session=False)
+        )
     esc_rows = [
         {
             "resident_id": f.claim.resident_id, "campaign_id": f.claim.campaign_id,
@@ -652,18 +890,22 @@ def recover_claims(
     now: dt.datetime,
     decide: Callable[[Recovered], Finish],
     include_own: bool = True,
+    dead: Sequence[str] = (),
 ) -> int:
-    """Turn attempts left `dialing` by this worker (any age) or by any worker before `stale_before`
-    into `interrupted`, and route their contacts with `decide` (the retry policy). One transaction.
-
-    `include_own=False` (the periodic lease sweep of a running worker) leaves this worker's own
-    claims alone: they are live calls."""
+    """Route the attempts left `dialing` by this worker (`include_own`, at its start), by the `dead`
+    workers (see `dead_workers`), and by unregistered workers whose claim is older than `stale_before`
+    (a lease): `decide` (the engine's policy) says how each ended — interrupted, or never dialled
+    (`NOT_DIALED`, undone). Claims of live workers are never touched. One transaction."""
     with store.session() as s:
         stale = CampaignContact.claimed_at < stale_before
+        unregistered = or_(CampaignContact.claimed_by.is_(None), CampaignContact.claimed_by.not_in(select(Worker.id)))
+        parts = [and_(stale, unregistered, or_(CampaignContact.claimed_by.is_(None),
+                                               CampaignContact.claimed_by != worker))]
         if include_own:
-            who = or_(CampaignContact.claimed_by == worker, stale)
-        else:
-            who = and_(or_(CampaignContact.claimed_by.is_(None), CampaignContact.claimed_by != worker), stale)
+            parts.append(CampaignContact.claimed_by == worker)
+        if dead:
+            parts.append(CampaignContact.claimed_by.in_(list(dead)))
+        who = or_(*parts)
         q = (
             select(CampaignContact, Resident)
             .join(Resident, Resident.id == CampaignContact.resident_id)
@@ -701,7 +943,7 @@ def recover_claims(
                 address=res.address, national_id=res.national_id, arrival_date=res.arrival_date,
                 tags=tuple(res.tags or ()), last_outcome=contact.last_outcome, history=tuple(history),
             )
-            f = decide(Recovered(claim=claim, attempt_started_at=att.started_at))
+            f = decide(Recovered(claim=claim, attempt_started_at=att.started_at, claimed_by=contact.claimed_by or ""))
             att.worker = worker  # the recovering worker now owns the row, so the write below applies
             finishes.append(f)
         s.flush()
@@ -710,9 +952,187 @@ def recover_claims(
             s.scalars(select(Campaign.id).where(Campaign.id.in_(campaign_ids), Campaign.state == CampaignState.cancelled))
         )
         _write_finishes(s, finishes, cancelled)
-        audit(s, "campaign.recover", {"worker": worker, "interrupted": len(finishes)}, at=now)
-    log.warning("recovered %d interrupted attempts (worker %s)", len(finishes), worker)
+        undone = sum(1 for f in finishes if f.outcome == NOT_DIALED)
+        audit(s, "campaign.recover", {"worker": worker, "interrupted": len(finishes) - undone,
+                                      "never_dialled": undone}, at=now)
+    log.warning("recovered %d interrupted attempts, undid %d never dialled (worker %s)",
+                len(finishes) - undone, undone, worker)
     return len(finishes)
+
+
+# ----------------------------------------------------------------------------- workers, breaker, pauses
+
+
+class WorkerConflict(CampaignError):
+    """Another live process runs under this worker id."""
+
+
+def register_worker(
+    store: Store, worker_id: str, *, host: str, pid: int, now: dt.datetime, stale_s: float,
+    is_alive: Callable[[int], bool],
+) -> None:
+    """Register (or take over the dead row of) worker `worker_id`, heartbeat `now` (wall clock).
+
+    Raises:
+        WorkerConflict: a live process already runs under that id (same host and its pid alive, or
+            another host with a fresh heartbeat).
+    """
+    with store.session() as s:
+        w = s.get(Worker, worker_id, with_for_update=store.dialect == "postgresql")
+        if w is not None and w.state == "running" and w.pid != pid:
+            fresh = w.heartbeat_at > now - dt.timedelta(seconds=stale_s)
+            alive = is_alive(w.pid) if w.host == host else fresh
+            if alive:
+                raise WorkerConflict(
+                    f"worker {worker_id!r} is already running (pid {w.pid} on {w.host}, heartbeat "
+                    f"{w.heartbeat_at.isoformat(timespec='seconds')}); give this process another --worker name"
+                )
+        if w is None:
+            s.add(Worker(id=worker_id, host=host, pid=pid, state="running", started_at=now, heartbeat_at=now,
+                         lines_in_use=0, status={}))
+        else:
+            w.host, w.pid, w.state, w.started_at, w.heartbeat_at, w.lines_in_use, w.status = (
+                host, pid, "running", now, now, 0, {})
+        audit(s, "worker.start", {"worker": worker_id, "host": host, "pid": pid}, at=now)
+
+
+def heartbeat(
+    store: Store, worker_id: str, *, now: dt.datetime, clock_now: dt.datetime, lines_in_use: int,
+    status: Mapping[str, Any],
+) -> int:
+    """The worker is alive: heartbeat `now` (wall clock), its status board, and the leases of its
+    claims extended to `clock_now` (the campaign clock). Returns how many leases were extended."""
+    with store.session() as s:
+        s.execute(update(Worker).where(Worker.id == worker_id).values(
+            heartbeat_at=now, lines_in_use=lines_in_use, status=dict(status), state="running"))
+        res = s.execute(
+            update(CampaignContact)
+            .where(CampaignContact.claimed_by == worker_id, CampaignContact.state == ContactState.dialing)
+            .values(claimed_at=clock_now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(res, "rowcount", 0) or 0)
+
+
+def stop_worker(store: Store, worker_id: str, *, now: dt.datetime) -> None:
+    with store.session() as s:
+        s.execute(update(Worker).where(Worker.id == worker_id).values(state="stopped", heartbeat_at=now,
+                                                                      lines_in_use=0))
+        audit(s, "worker.stop", {"worker": worker_id}, at=now)
+
+
+def dead_workers(
+    store: Store, *, now: dt.datetime, stale_s: float, host: str, is_alive: Callable[[int], bool], me: str
+) -> list[str]:
+    """Workers whose claims may be recovered: stopped, heartbeat older than `stale_s` (wall clock), or
+    on this host with their process gone. Never `me`, never a live one."""
+    with store.session() as s:
+        rows = s.execute(select(Worker.id, Worker.host, Worker.pid, Worker.state, Worker.heartbeat_at)).all()
+    out = []
+    for wid, whost, pid, state, beat in rows:
+        if wid == me:
+            continue
+        if state != "running" or beat < now - dt.timedelta(seconds=stale_s) or (whost == host and not is_alive(pid)):
+            out.append(wid)
+    return out
+
+
+def set_breaker(
+    store: Store, trunk: str, *, state: str, reason: str, until: dt.datetime | None, now: dt.datetime,
+    tripped: bool = False,
+) -> None:
+    """Record a trunk breaker's transition (closed, open, half_open) for every worker and the console."""
+    with store.session() as s:
+        t = ensure_trunk(s, trunk, now)
+        t.breaker_state, t.breaker_reason, t.breaker_until, t.updated_at = state, reason, until, now
+        if tripped:
+            t.breaker_trips += 1
+        audit(s, f"trunk.breaker_{state}", {"trunk": trunk, "reason": reason}, at=now)
+
+
+def pause_campaign(store: Store, campaign_id: int, *, reason: str, now: dt.datetime) -> bool:
+    """The dialer pauses a running campaign for a permanent fault (e.g. its script does not load)."""
+    with store.session() as s:
+        camp = s.get(Campaign, campaign_id)
+        if camp is None or camp.state != CampaignState.running:
+            return False
+        camp.state, camp.paused_reason = CampaignState.paused, reason
+        audit(s, "campaign.paused", {"campaign": camp.name, "reason": reason, "by": "dialer"}, at=now)
+    log.error("campaign %s paused: %s", camp.name, reason)
+    return True
+
+
+def update_settings(
+    store: Store, name: str, *, now: dt.datetime, actor: str = "", windows: Mapping[str, Any] | None = None,
+    holidays: Sequence[str] | None = None, pacing: Mapping[str, Any] | None = None,
+    retry_policy: Mapping[str, Any] | None = None,
+) -> CampaignInfo:
+    """Change a campaign's windows, holidays, pacing or retry rules (running engines pick them up at
+    their next tick). The caller validates the values."""
+    with store.session() as s:
+        camp = _campaign(s, name)
+        if camp.state in (CampaignState.completed, CampaignState.cancelled):
+            raise CampaignError(f"campaign {name!r} is {camp.state}; its settings can no longer change")
+        changed: dict[str, Any] = {}
+        if windows is not None:
+            camp.windows = changed["windows"] = dict(windows)
+        if holidays is not None:
+            camp.holidays = changed["holidays"] = list(holidays)
+        if pacing is not None:
+            camp.pacing = changed["pacing"] = {**(camp.pacing or {}), **dict(pacing)}
+        if retry_policy is not None:
+            camp.retry_policy = changed["retry_policy"] = {**(camp.retry_policy or {}), **dict(retry_policy)}
+        audit(s, "campaign.settings", {"campaign": name, **changed}, actor=actor, at=now)
+        return CampaignInfo.of(camp)
+
+
+def get_meta(store: Store, key: str) -> str | None:
+    with store.session() as s:
+        row = s.get(StoreMeta, key)
+        return row.value if row is not None else None
+
+
+def set_meta(store: Store, key: str, value: str) -> None:
+    with store.session() as s:
+        row = s.get(StoreMeta, key)
+        if row is None:
+            s.add(StoreMeta(key=key, value=value))
+        else:
+            row.value = value
+
+
+def real_residents(store: Store) -> int:
+    """How many residents were imported from files (not synthetic): real people."""
+    with store.session() as s:
+        return int(s.scalar(select(func.count()).select_from(Resident).where(Resident.source_file != "synthetic")) or 0)
+
+
+def dialer_overview(store: Store, *, now: dt.datetime, stale_s: float = 30.0) -> dict[str, Any]:
+    """Workers (alive or not, lines in use, status board) and trunks (limits, lines in use, breaker),
+    for `campaign status` and the web console."""
+    with store.session() as s:
+        workers = list(s.scalars(select(Worker).order_by(Worker.id)))
+        trunks = list(s.scalars(select(Trunk).order_by(Trunk.name)))
+        busy = dict(s.execute(
+            select(Campaign.trunk, func.count()).select_from(CampaignContact)
+            .join(Campaign, Campaign.id == CampaignContact.campaign_id)
+            .where(CampaignContact.state == ContactState.dialing).group_by(Campaign.trunk)
+        ).all())
+    cutoff = now - dt.timedelta(seconds=stale_s)
+    return {
+        "workers": [
+            {"id": w.id, "host": w.host, "pid": w.pid, "alive": w.state == "running" and w.heartbeat_at >= cutoff,
+             "state": w.state, "heartbeat_at": w.heartbeat_at.isoformat(), "lines_in_use": w.lines_in_use,
+             "status": dict(w.status or {})}
+            for w in workers
+        ],
+        "trunks": [
+            {"name": t.name, "max_channels": t.max_channels, "calls_per_second": t.calls_per_second,
+             "lines_in_use": int(busy.get(t.name, 0)), "breaker": t.breaker_state, "breaker_reason": t.breaker_reason,
+             "breaker_until": t.breaker_until.isoformat() if t.breaker_until else None, "trips": t.breaker_trips}
+            for t in trunks
+        ],
+    }
 
 
 # ----------------------------------------------------------------------------- demo stores
@@ -803,9 +1223,20 @@ def campaign_status(store: Store, name: str) -> dict[str, Any]:
                 CampaignContact.campaign_id == cid, CampaignContact.state == ContactState.pending
             )
         )
+        trunk = s.get(Trunk, camp.trunk or "default")
+        dialing = int(contacts.get(ContactState.dialing, 0))
         return {
             "campaign": camp.name,
             "state": camp.state,
+            "paused_reason": camp.paused_reason or None,
+            "trunk": {
+                "name": camp.trunk or "default",
+                "breaker": trunk.breaker_state if trunk else "closed",
+                "breaker_reason": (trunk.breaker_reason or None) if trunk else None,
+                "breaker_until": trunk.breaker_until.isoformat() if trunk and trunk.breaker_until else None,
+                "max_channels": trunk.max_channels if trunk else None,
+            },
+            "lines_in_use": dialing,
             "timezone": camp.timezone,
             "created_at": camp.created_at.isoformat(),
             "started_at": camp.started_at.isoformat() if camp.started_at else None,

@@ -116,6 +116,13 @@ class Campaign(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # The script as it was when the campaign was created/started: workers never read a file path.
+    script_text: Mapped[str] = mapped_column(Text, default="")
+    trunk: Mapped[str] = mapped_column(String(64), default="default")
+    # The campaign's own pacing across every worker: the earliest start of its next call.
+    next_slot_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Why the dialer paused it (a permanent fault such as a broken script); empty otherwise.
+    paused_reason: Mapped[str] = mapped_column(Text, default="")
 
     contacts: Mapped[list[CampaignContact]] = relationship(back_populates="campaign")
 
@@ -295,6 +302,50 @@ class DoNotCall(Base):
     reason: Mapped[str] = mapped_column(String(200), default="")
     source: Mapped[str] = mapped_column(String(64), default="")  # opt_out, staff, import
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Worker(Base):
+    """A running (or finished) `outreach run` process: its heartbeat shows it is alive."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)  # host:pid:random, or --worker
+    host: Mapped[str] = mapped_column(String(100), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="running")  # running, stopped
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)  # wall clock
+    lines_in_use: Mapped[int] = mapped_column(Integer, default=0)
+    # The worker's status board per campaign (lines, calls/min, answered, breaker), for the web console.
+    status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Trunk(Base):
+    """A trunk's limits and shared state: the calls-per-second bucket and the circuit breaker.
+
+    Every worker claims calls under a lock on these rows, so the limits hold in total."""
+
+    __tablename__ = "trunks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(200), default="")
+    max_channels: Mapped[int] = mapped_column(Integer, default=30)
+    calls_per_second: Mapped[float] = mapped_column(Float, default=2.0)
+    next_slot_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    breaker_state: Mapped[str] = mapped_column(String(16), default="closed")  # closed, open, half_open
+    breaker_reason: Mapped[str] = mapped_column(Text, default="")
+    breaker_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    breaker_trips: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class StoreMeta(Base):
+    """Facts about the store itself, e.g. kind=simulation for a store the simulated network wrote."""
+
+    __tablename__ = "store_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), default="")
 
 
 class AuditLog(Base):

@@ -126,3 +126,29 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+# ----------------------------------------------------------------------------- the one retry policy of store writes
+
+
+def transient_db_error(exc: BaseException) -> bool:
+    """A database error worth retrying: the server unreachable or restarting, a lock that timed out."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, OperationalError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def store_retry(attempts: int = 4, *, first_wait_s: float = 0.05, max_wait_s: float = 2.0) -> Any:
+    """The retry policy of store operations (tenacity): transient errors only, bounded, with jittered
+    exponential backoff; the last error is re-raised. Use it off the event loop (it sleeps)."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+    return Retrying(
+        retry=retry_if_exception(transient_db_error),
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=first_wait_s, max=max_wait_s),
+        reraise=True,
+    )

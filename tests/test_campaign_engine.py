@@ -349,6 +349,9 @@ def test_a_completed_screening_closes_callbacks_of_its_own_campaign_only(sqlite_
         r_id, s_id = sorted(s.scalars(select(Resident.id)))
         for contact in s.scalars(select(CampaignContact)):
             contact.attempts = 1  # the callback came from an earlier attempt
+            # one resident is never in two calls at once: R is called in c1, S in c2
+            if (contact.campaign_id, contact.resident_id) in ((c1.id, s_id), (c2.id, r_id)):
+                contact.state = "done"
         s.add(Escalation(resident_id=r_id, campaign_id=c2.id, kind="callback_requested", community="x",
                          priority=3, status="open", reasons=["居民要求稍后回电"], notes="", created_at=START))
     slot = START + dt.timedelta(minutes=30)

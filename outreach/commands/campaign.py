@@ -15,9 +15,11 @@ import typer
 
 from campaigns.clock import Clock, ScaledClock, VirtualClock, WallClock
 from campaigns.demo import DemoSettings
-from campaigns.engine import CampaignEngine, EngineSettings, MediaDialogRunner, SessionFactory
+from campaigns.engine import CampaignEngine, EngineSettings, MediaDialogRunner, TrunkSpec
 from campaigns.service import (
+    PeriodicJob,
     ScriptLoadError,
+    ScriptSessions,
     make_session_factory,
     make_simulated_network,
     serve,
@@ -45,7 +47,7 @@ campaign_defaults = services.campaign_defaults
 build_nlu = services.build_nlu
 
 
-def build_sessions(config: Config) -> SessionFactory:
+def build_sessions(config: Config) -> ScriptSessions:
     return make_session_factory(build_nlu(config), low_confidence=config.nlu.low_confidence)
 
 
@@ -101,7 +103,11 @@ def build_media_runner(config: Config, telephony: Telephony | None = None) -> Me
 
 
 def build_engine_settings(config: Config, *, worker: str | None = None, slice_s: float | None = None) -> EngineSettings:
-    s = EngineSettings(caller_id=config.telephony.caller_id, originate_timeout_s=config.telephony.originate_timeout_s)
+    t = config.telephony
+    s = EngineSettings(
+        caller_id=t.caller_id, originate_timeout_s=t.originate_timeout_s, max_call_s=t.max_call_s,
+        trunks=tuple(TrunkSpec(k.name, k.channel, k.max_channels, k.calls_per_second) for k in t.trunks),
+    )
     if worker:
         s.worker = worker
     if slice_s:
@@ -235,6 +241,14 @@ def status(
         print(json.dumps(st, ensure_ascii=False))
         return
     print(f"campaign {st['campaign']}: {st['state']} (time zone {st['timezone']})")
+    if st.get("paused_reason"):
+        print(f"  paused by the dialer: {st['paused_reason']}")
+    trunk = st.get("trunk") or {}
+    breaker = trunk.get("breaker", "closed")
+    detail = f" ({trunk['breaker_reason']})" if trunk.get("breaker_reason") else ""
+    until = f" until {trunk['breaker_until']}" if trunk.get("breaker_until") else ""
+    print(f"  trunk {trunk.get('name', 'default')}: breaker {breaker}{detail}{until}; lines in use {st.get('lines_in_use', 0)}")
+
     for key in ("contacts", "final_outcomes", "attempts", "records_by_risk", "escalations"):
         parts = ", ".join(f"{k} {v}" for k, v in sorted(st[key].items())) or "-"
         print(f"  {key.replace('_', ' ')}: {parts}")
@@ -263,16 +277,49 @@ def register(main: typer.Typer) -> None:
     main.command("demo")(demo)
 
 
+def service_jobs(config: Config, store: Any) -> list[PeriodicJob]:
+    """Extra periodic jobs of `outreach run` besides the dialer: SMS reminders (plan what is needed,
+    send what is due). Wired here, explicitly, by the packages that provide them."""
+    sweep = build_reminder_sweep(config, store)
+
+    async def reminders(now: dt.datetime) -> None:
+        res = sweep(now)
+        if not isinstance(res, int):
+            await res
+
+    return [PeriodicJob("reminders", 300.0, reminders)]
+
+
+def check_store_for(store: Any, *, simulated: bool, simulated_time: bool) -> None:
+    """Simulation never pollutes real data: the simulated network (fake answers, do-not-call entries from
+    simulated residents, escalations) and virtual/scaled time (timestamps in the future) only run on a
+    simulation store; a real backend never runs on one."""
+    kind = db.get_meta(store, "kind")
+    if simulated or simulated_time:
+        if kind != "simulation":
+            real = db.real_residents(store)
+            if real:
+                what = "the simulated network" if simulated else "simulated time"
+                fail(f"this store holds {real} imported residents: {what} would write made-up calls, answers and "
+                     "do-not-call entries (and future timestamps) into it. Run simulations on their own store, "
+                     "e.g. `outreach --db sqlite:///var/sim.db ...` or `outreach demo`")
+            db.set_meta(store, "kind", "simulation")
+    elif kind == "simulation":
+        fail("this store was written by the simulated network; a real telephony backend needs a real store "
+             "(database.url)")
+
+
 def run(
     ctx: typer.Context,
     campaign: list[str] = typer.Option([], "--campaign", help="Only these campaigns (repeatable; default: all running)."),
-    worker: str | None = typer.Option(None, "--worker", help="Worker name (default: host name); unique per process."),
+    worker: str | None = typer.Option(None, "--worker", help="Worker name (default: host:pid:random); a live worker's name is refused."),
     virtual_time: bool = typer.Option(False, "--virtual-time", help="Simulated time: run as fast as possible until no work is left."),
     speed: float | None = typer.Option(None, "--speed", min=0.001, help="Scaled time: this many simulated seconds per wall second."),
     start: str | None = typer.Option(None, "--start", help="Start of simulated time (ISO, with offset); default: the store's latest activity or now."),
     exit_when_complete: bool = typer.Option(False, "--exit-when-complete", help="Exit once no running campaign has work left."),
     tick: float = typer.Option(1.0, "--tick", min=0.01, help="Dialer tick in wall seconds (service mode)."),
     dial_log: Path | None = typer.Option(None, "--dial-log", help="Simulated network: append the carrier's log of every dial here."),
+    live_status: bool | None = typer.Option(None, "--status/--no-status", help="Live status table on the terminal (default: when stderr is a terminal)."),
 ) -> None:
     """The dialer service: ticks campaigns, places calls, writes results (Ctrl-C or SIGTERM stops it)."""
     app_ctx = get_ctx(ctx)
@@ -282,6 +329,7 @@ def run(
         fail("--virtual-time and --speed exclude each other")
     if cfg.telephony.backend == "asterisk" and (virtual_time or speed is not None):
         fail("telephony.backend asterisk places real calls on the wall clock: drop --virtual-time / --speed")
+    check_store_for(store, simulated=cfg.telephony.backend == "simulated", simulated_time=virtual_time or speed is not None)
     origin = _parse_start(start)
     clock: Clock
     if virtual_time or speed is not None:
@@ -303,6 +351,38 @@ def run(
     engine = CampaignEngine(store, telephony, clock, build_sessions(cfg), settings=settings, campaigns=campaign,
                             media_runner=media_runner)
     typer.echo(f"worker {settings.worker}: running ({'virtual time' if virtual_time else 'scaled time' if speed else 'wall clock'})", err=True)
+    show_live = sys.stderr.isatty() if live_status is None else live_status
+
+    async def serve_engine() -> None:
+        if virtual_time:
+            try:
+                await engine.run_virtual()
+            finally:
+                await engine.stop()
+            return
+        stop = asyncio.Event()
+        interrupt = asyncio.Event()
+
+        def on_signal() -> None:
+            if not stop.is_set():
+                stop.set()
+                typer.echo(
+                    f"worker {settings.worker}: stopping: no new calls; waiting for {engine.inflight} calls in "
+                    "progress to end (Ctrl-C or SIGTERM again cuts them; they are retried later)", err=True,
+                )
+            elif not interrupt.is_set():
+                interrupt.set()
+                typer.echo(f"worker {settings.worker}: cutting the calls in progress", err=True)
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        board = StatusBoard(live=show_live)
+        try:
+            await serve(engine, stop=stop, tick_s=tick, exit_when_complete=exit_when_complete,
+                        jobs=service_jobs(cfg, store), interrupt=interrupt, on_status=board.update)
+        finally:
+            board.close()
 
     async def main() -> None:
         try:
@@ -310,37 +390,88 @@ def run(
         except TelephonyError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
-        if virtual_time:
-            await engine.run_virtual()
-        else:
-            stop = asyncio.Event()
-            interrupt = asyncio.Event()
+        try:
+            await serve_engine()
+        finally:
+            await telephony.stop()
 
-            def on_signal() -> None:
-                if not stop.is_set():
-                    stop.set()
-                    typer.echo(
-                        f"worker {settings.worker}: stopping: no new calls; waiting for {engine.inflight} calls in "
-                        "progress to end (Ctrl-C or SIGTERM again cuts them; they are retried later)", err=True,
-                    )
-                elif not interrupt.is_set():
-                    interrupt.set()
-                    typer.echo(f"worker {settings.worker}: cutting the calls in progress", err=True)
-
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, on_signal)
-            await serve(engine, stop=stop, tick_s=tick, exit_when_complete=exit_when_complete,
-                        reminder_sweep=build_reminder_sweep(cfg, store), interrupt=interrupt)
-        await telephony.close()
-
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except db.WorkerConflict as exc:
+        fail(str(exc))
     s = engine.stats
     typer.echo(
         f"worker {settings.worker}: {s.started} calls started, {s.finished} finished, {s.answered} answered, "
-        f"{s.recovered} interrupted attempts recovered; completed campaigns: {', '.join(engine.completed_campaigns) or '-'}",
+        f"{s.recovered} interrupted attempts recovered, {s.not_dialed} not dialled (system faults, not charged); "
+        f"completed campaigns: {', '.join(engine.completed_campaigns) or '-'}",
         err=True,
     )
+
+
+class StatusBoard:
+    """`outreach run`'s status per campaign: a live table on a terminal, else a log line every 30 s
+    (transitions — windows, breakers — are logged by the engine once each)."""
+
+    def __init__(self, *, live: bool) -> None:
+        self._live: Any = None
+        self._last_log = 0.0
+        self._calls: dict[str, list[tuple[float, int]]] = {}
+        if live:
+            from rich.live import Live
+
+            self._live = Live(console=_stderr_console(), refresh_per_second=2, transient=False)
+            self._live.start()
+
+    def rows(self, engine: CampaignEngine) -> list[dict[str, Any]]:
+        import time
+
+        now = engine.clock.now()
+        out = []
+        mono = time.monotonic()
+        for cid, rt in sorted(engine._runtimes.items()):
+            name = rt.info.name
+            flying = engine._inflight.get(cid, [])
+            b = engine.breaker(rt.info.trunk)
+            started = engine.stats.started
+            hist = self._calls.setdefault(name, [])
+            hist.append((mono, started))
+            while hist and mono - hist[0][0] > 60:
+                hist.pop(0)
+            per_min = (hist[-1][1] - hist[0][1]) * 60 / max(mono - hist[0][0], 1.0) if len(hist) > 1 else 0.0
+            nxt = rt.windows.next_open(now)
+            out.append({
+                "campaign": name, "lines": sum(1 for f in flying if f.report is None),
+                "max_lines": rt.max_concurrent, "calls_per_min": round(per_min, 1),
+                "answered": engine.stats.answered, "completed": engine.stats.completed,
+                "window": "open" if rt.windows.is_open(now) else "opens " + rt.windows.local(nxt).strftime("%m-%d %H:%M"),
+                "breaker": b.state + (f" ({b.reason})" if b.reason else ""),
+            })
+        return out
+
+    def update(self, engine: CampaignEngine) -> None:
+        import time
+
+        rows = self.rows(engine)
+        if self._live is not None:
+            from rich.table import Table
+
+            table = Table(title=f"worker {engine.settings.worker}  {engine.clock.now().isoformat(timespec='seconds')}")
+            for col in ("campaign", "lines", "calls/min", "answered", "completed", "window", "breaker"):
+                table.add_column(col)
+            for r in rows:
+                table.add_row(r["campaign"], f"{r['lines']}/{r['max_lines']}", str(r["calls_per_min"]),
+                              str(r["answered"]), str(r["completed"]), r["window"], r["breaker"])
+            self._live.update(table)
+        elif time.monotonic() - self._last_log >= 30:
+            self._last_log = time.monotonic()
+            for r in rows:
+                log.info("status %s: lines %d/%d, %.1f calls/min, answered %d, completed %d, window %s, breaker %s",
+                         r["campaign"], r["lines"], r["max_lines"], r["calls_per_min"], r["answered"], r["completed"],
+                         r["window"], r["breaker"])
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
 
 
 SUMMARY_LABELS = (

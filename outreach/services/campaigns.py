@@ -3,14 +3,15 @@ cancel (start and resume refuse a voice campaign whose prompts are not rendered)
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from campaigns.engine import CampaignPrepareError
 from campaigns.policy import PolicyError, RetryPolicy
-from campaigns.service import ScriptLoadError, file_sha256, resolve_script
+from campaigns.service import ScriptLoadError, campaign_script, file_sha256, read_script, resolve_script
 from campaigns.windows import CallingWindows, WindowSpecError
 from dialogs.nlu.types import Nlu
 from outreach.config import Config
@@ -40,14 +41,10 @@ def simulation_rates(config: Config) -> dict[str, float]:
 
 
 def build_nlu(config: Config) -> Nlu:
-    """The configured NLU (`dialogs.nlu.make_nlu`), or the built-in one where that factory is absent."""
-    factory = getattr(importlib.import_module("dialogs.nlu"), "make_nlu", None)
-    if factory is not None:
-        nlu: Nlu = factory(config.nlu)
-        return nlu
-    from dialogs.nlu.builtin import BuiltinNlu
+    """The configured NLU (`dialogs.nlu.make_nlu`)."""
+    from dialogs.nlu import make_nlu
 
-    return BuiltinNlu(low_confidence=config.nlu.low_confidence)
+    return make_nlu(config.nlu)
 
 
 def parse_windows(values: Sequence[str]) -> dict[str, list[str]]:
@@ -148,7 +145,7 @@ def store_campaign(store: Store, p: PreparedCampaign, *, actor: str, now: dt.dat
             store, name=p.name, script_path=p.script_path, script_sha256=file_sha256(p.script_path),
             timezone=p.timezone, windows=p.windows, holidays=p.holidays, pacing=p.pacing,
             retry_policy=p.retry_policy, source_files=p.source_files, communities=p.communities, tags=p.tags,
-            now=now or _now(), actor=actor,
+            now=now or _now(), actor=actor, script_text=read_script(p.script_path),
         )
     except ScriptLoadError as exc:
         raise ServiceError(str(exc), zh=f"无法读取话术脚本：{exc}") from exc
@@ -204,7 +201,9 @@ def require_prompts(config: Config, store: Store, name: str) -> None:
 
     info = get_campaign(store, name)
     try:
-        script = load_script(resolve_script(info.script_path))
+        script = campaign_script(info) if info.script_text else load_script(resolve_script(info.script_path))
+    except CampaignPrepareError as exc:
+        raise ServiceError(f"campaign {name!r}: {exc}", zh=f"活动“{name}”的话术脚本不可用：{exc}") from exc
     except ScriptError as exc:
         raise ServiceError(f"campaign {name!r}: {exc}", zh=f"活动“{name}”的话术脚本不可用：{exc}") from exc
     try:
@@ -217,9 +216,32 @@ def require_prompts(config: Config, store: Store, name: str) -> None:
 _VERB_ZH = {"running": "开始/继续", "paused": "暂停", "cancelled": "取消", "completed": "完成"}
 
 
-def _transition(store: Store, name: str, state: str, from_states: list[str] | None, actor: str) -> db.CampaignInfo:
+def check_script(store: Store, name: str) -> str | None:
+    """Refuse to (re)start a campaign whose stored script does not load (a permanent fault, found before
+    the first call). Returns the script text to snapshot for campaigns created before snapshots."""
+    info = get_campaign(store, name)
+    text = None
+    if not info.script_text:
+        try:
+            text = read_script(info.script_path)
+        except ScriptLoadError as exc:
+            raise ServiceError(f"campaign {name!r} cannot start: {exc}",
+                               zh=f"活动“{name}”不能开始：无法读取话术脚本（{exc}）") from exc
+        info = dataclasses.replace(info, script_text=text)
     try:
-        return db.set_state(store, name, state, now=_now(), actor=actor, from_states=from_states)
+        campaign_script(info)
+    except CampaignPrepareError as exc:
+        raise ServiceError(f"campaign {name!r} cannot start: {exc}",
+                           zh=f"活动“{name}”不能开始：话术脚本不可用（{exc}）") from exc
+    return text
+
+
+def _transition(
+    store: Store, name: str, state: str, from_states: list[str] | None, actor: str, script_text: str | None = None
+) -> db.CampaignInfo:
+    try:
+        return db.set_state(store, name, state, now=_now(), actor=actor, from_states=from_states,
+                            script_text=script_text)
     except db.CampaignNotFound as exc:
         raise ServiceError(str(exc), zh=f"没有名为“{name}”的活动") from exc
     except db.CampaignError as exc:
@@ -232,13 +254,15 @@ def _transition(store: Store, name: str, state: str, from_states: list[str] | No
 
 def start_campaign(config: Config, store: Store, name: str, *, actor: str) -> db.CampaignInfo:
     """Start a draft campaign (calls begin when `outreach run` is running and a window is open)."""
+    text = check_script(store, name)
     require_prompts(config, store, name)
-    return _transition(store, name, "running", ["draft"], actor)
+    return _transition(store, name, "running", ["draft"], actor, text)
 
 
 def resume_campaign(config: Config, store: Store, name: str, *, actor: str) -> db.CampaignInfo:
+    text = check_script(store, name)
     require_prompts(config, store, name)
-    return _transition(store, name, "running", ["paused"], actor)
+    return _transition(store, name, "running", ["paused"], actor, text)
 
 
 def pause_campaign(store: Store, name: str, *, actor: str) -> db.CampaignInfo:
