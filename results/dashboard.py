@@ -163,7 +163,8 @@ def campaign_dashboard(store: Store, campaign_id: int, timeline: Timeline | None
     answered = attempts.get("answered", 0)
     return {
         "campaign": {"id": camp.id, "name": camp.name, "state": camp.state, "timezone": camp.timezone,
-                     "max_lines": int((camp.pacing or {}).get("max_concurrent_calls", 0) or 0)},
+                     "max_lines": int((camp.pacing or {}).get("max_concurrent_calls", 0) or 0),
+                     "trunk": camp.trunk},
         "contacts": contacts,
         "final_outcomes": finals,
         "attempts": dict(attempts),

@@ -272,3 +272,4 @@ def test_healthz_and_metrics(app_client: TestClient) -> None:
     assert "outreach_escalations_open" in text and "outreach_lines_in_use" in text
     assert "outreach_turn_latency_seconds_bucket" in text and "outreach_nlu_latency_seconds_count" in text
     assert "outreach_campaigns{state=\"completed\"} 1.0" in text
+    assert "outreach_workers_alive" in text and "outreach_breaker_open" in text

@@ -28,9 +28,12 @@
     set("k-lines", d.lines_in_use + (d.campaign.max_lines ? " / " + d.campaign.max_lines : ""));
     var h = d.health, breaker = "未报告";
     if (h && h.breakers) {
-      var states = Object.values(h.breakers);
-      breaker = states.length ? (states.indexOf("open") >= 0 ? BREAKER.open : BREAKER[states[0]] || states[0]) : BREAKER.closed;
-    } else if (d.dialing_workers && d.dialing_workers.length) { breaker = "外呼中（" + d.dialing_workers.length + " 个进程）"; }
+      var trunk = d.campaign.trunk, states = trunk && h.breakers[trunk] ? [h.breakers[trunk]] : Object.values(h.breakers);
+      if (states.length) {
+        breaker = states.indexOf("open") >= 0 ? BREAKER.open : (states.indexOf("half_open") >= 0 ? BREAKER.half_open : BREAKER.closed);
+      }
+      breaker += "（外呼进程 " + (h.workers_alive || 0) + " 个在线）";
+    }
     set("k-breaker", breaker);
     set("updated", "更新于 " + new Date().toLocaleTimeString("zh-CN") + "，每 5 秒自动刷新。");
     var keys = Object.keys(d.attempts || {}).sort(function (a, b) { return d.attempts[a] - d.attempts[b]; });
