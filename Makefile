@@ -29,6 +29,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy .
@@ -38,11 +39,12 @@ pytest: setup
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy .
 	OUTREACH_REQUIRE_PG=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: setup
-	for b in import_bench nlu_bench tts_bench media_bench campaign_bench web_bench; do echo "== $$b"; $(BIN)/python bench/$$b.py; done
+	for b in import_bench nlu_bench tts_bench media_bench campaign_bench loop_bench web_bench; do echo "== $$b"; $(BIN)/python bench/$$b.py; done
 
 clean:
 	rm -rf $(VENV) var demo build *.egg-info

@@ -147,21 +147,3 @@ class ScriptedStream:
 
     async def close(self) -> None:
         self._closed = True
-
-
-def make_recognizer(engine: str, *, model_path: str = "", server_url: str = "", threads: int = 0) -> Recognizer:
-    """The recognizer `asr.engine` names (`vosk` or `vosk-server`); pass the fields of config `asr`.
-
-    Raises:
-        AsrError: the engine is `text` (the simulated network exchanges text, there is no audio to
-            recognize) or unknown, or the Vosk model cannot be loaded.
-    """
-    if engine == "vosk":
-        from asr.vosk_asr import VoskRecognizer
-
-        return VoskRecognizer(model_path, threads=threads)
-    if engine == "vosk-server":
-        from asr.vosk_server import VoskServerRecognizer
-
-        return VoskServerRecognizer(server_url)
-    raise AsrError(f"asr.engine {engine!r} does not recognize audio; use 'vosk' or 'vosk-server' for voice calls")

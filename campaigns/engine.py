@@ -550,7 +550,7 @@ class CampaignEngine:
         if free <= 0:
             return False, None
         try:
-            self.sessions.prepare(info)
+            await self.io.run(self.sessions.prepare, info)  # loads and checks the script: off the loop
         except CampaignPrepareError as exc:
             await self._pause(info, str(exc))
             return False, None

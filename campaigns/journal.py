@@ -154,18 +154,17 @@ class Journal:
         self._f: IO[str] | None = path.open("a", encoding="utf-8")
         self._pool = None if inline else ThreadPoolExecutor(1, thread_name_prefix="journal")
 
-    def _write(self, lines: list[str]) -> None:
+    def _write(self, records: tuple[Mapping[str, Any], ...]) -> None:
         if self._f is None:
             return
-        self._f.write("".join(lines))
+        self._f.write("".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records))
         self._f.flush()
 
     async def append(self, *records: Mapping[str, Any]) -> None:
-        lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records]
         if self._pool is None:
-            self._write(lines)
+            self._write(records)
         else:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._write, lines)
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._write, records)
 
     async def dial(self, channel_id: str) -> None:
         await self.append({"k": "dial", "ch": channel_id})

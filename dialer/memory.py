@@ -16,8 +16,18 @@ import asyncio
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any
 
+from dialer.base import (
+    CallOutcome,
+    DuplicateChannel,
+    Health,
+    OriginateRequest,
+    OriginateResult,
+    TelephonyBase,
+    TelephonyUnavailable,
+)
 from dialer.media import (
     FRAME_BYTES,
     SILENCE_FRAME,
@@ -94,6 +104,8 @@ class MemoryCaller:
         self._voice_run = 0
         self._silence_run = 0
         self.frame_times: list[float] = []  # monotonic time of each voice frame heard (first of a run)
+        self.max_gap_s = 0.0  # the longest wait between two frames from the robot (an audio gap)
+        self._last_heard: float | None = None
 
     # ------------------------------------------------------------------ pacing
 
@@ -208,6 +220,10 @@ class MemoryCaller:
     # ------------------------------------------------------------------ robot -> caller
 
     def _hear(self, pcm: bytes) -> None:
+        t = time.monotonic()
+        if self._last_heard is not None and t - self._last_heard > self.max_gap_s:
+            self.max_gap_s = t - self._last_heard
+        self._last_heard = t
         self.heard_frames += 1
         if self.keep_heard:
             self.heard += pcm
@@ -256,3 +272,90 @@ def memory_media_pair(
     """A connected (robot session, caller) pair. Call `caller.start()` to run the caller's microphone."""
     caller = MemoryCaller(call_id or uuid.uuid4().hex, frame_period_s=frame_period_s, keep_heard=keep_heard)
     return caller.session, caller
+
+
+class MemoryTelephony(TelephonyBase):
+    """A telephony backend over in-memory media sessions (dialer.base.Telephony): every answered call
+    is a `MemoryMediaSession` cross-wired with a `MemoryCaller` that `resident(caller, request)` drives.
+
+    For the engine's end-to-end tests and the loop benchmark: the campaign engine places calls, the voice
+    runner talks over real 20 ms frames, the caller side is scripted. `outcome(request)` decides how a call
+    ends before answering (default: answered after `ring_s`); `go_down()` makes originate raise.
+    """
+
+    name = "memory"
+    supports_transfer = False
+
+    def __init__(
+        self,
+        resident: Callable[[MemoryCaller, OriginateRequest], Coroutine[Any, Any, None]],
+        *,
+        frame_period_s: float = FRAME_PERIOD_S,
+        ring_s: float = 0.0,
+        outcome: Callable[[OriginateRequest], CallOutcome] | None = None,
+        keep_heard: bool = False,
+        start_callers: bool = True,
+    ) -> None:
+        self._resident = resident
+        self.frame_period_s = frame_period_s
+        self.ring_s = ring_s
+        self._outcome = outcome
+        self.keep_heard = keep_heard
+        self.start_callers = start_callers
+        self.callers: dict[str, MemoryCaller] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._dialed: set[str] = set()
+        self.down_reason: str | None = None
+        self.originated: list[tuple[float, str]] = []  # (loop time, channel id) of every dial
+
+    def go_down(self, reason: str = "memory backend down") -> None:
+        self.down_reason = reason
+
+    def come_up(self) -> None:
+        self.down_reason = None
+
+    def health(self) -> Health:
+        return Health(self.down_reason is None, self.down_reason or f"{len(self.live())} calls up")
+
+    def live(self) -> list[str]:
+        return [cid for cid, c in self.callers.items() if not c.hung_up]
+
+    async def originate(self, request: OriginateRequest) -> OriginateResult:
+        if request.channel_id in self._dialed:
+            raise DuplicateChannel(f"channel {request.channel_id} was already dialled; refusing to dial it twice")
+        if self.down_reason is not None:
+            raise TelephonyUnavailable(self.down_reason)
+        self._dialed.add(request.channel_id)
+        self.originated.append((asyncio.get_running_loop().time(), request.channel_id))
+        outcome = self._outcome(request) if self._outcome is not None else CallOutcome.answered
+        if self.ring_s:
+            await asyncio.sleep(self.ring_s)
+        if outcome != CallOutcome.answered:
+            return OriginateResult(request.channel_id, outcome, self.ring_s, f"memory {outcome.value}")
+        session, caller = memory_media_pair(request.channel_id, frame_period_s=self.frame_period_s,
+                                            keep_heard=self.keep_heard)
+        self.callers[request.channel_id] = caller
+        if self.start_callers:
+            caller.start()
+        self._tasks[request.channel_id] = asyncio.create_task(self._resident(caller, request),
+                                                              name=f"resident-{request.channel_id}")
+        return OriginateResult(request.channel_id, CallOutcome.answered, self.ring_s, "16 NORMAL_CLEARING",
+                               media=session)
+
+    async def hangup(self, channel_id: str) -> None:
+        caller = self.callers.get(channel_id)
+        if caller is not None and not caller.hung_up:
+            await caller.session.hangup()
+
+    async def reconcile(self, owned: Collection[str]) -> set[str]:
+        return {cid for cid in owned if cid in self.callers and not self.callers[cid].hung_up}
+
+    async def stop(self) -> None:
+        for cid in list(self.callers):
+            await self.hangup(cid)
+        for caller in self.callers.values():
+            await caller.stop()
+        for t in self._tasks.values():
+            t.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()

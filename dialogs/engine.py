@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dialogs.nlu.types import GLOBAL_INTENTS, Expectation, Nlu, NluResult, understand
 from dialogs.rules import RuleContext
-from dialogs.script import Node, Script
 from dialogs.types import (
     Action,
     Answer,
@@ -42,6 +41,9 @@ from dialogs.types import (
     Understood,
     Utterance,
 )
+
+if TYPE_CHECKING:  # the script module builds sessions of this engine; here its types are annotations only
+    from dialogs.script import Node, Script
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,19 @@ from tests.test_campaign_engine import START, make_campaign
 pytestmark = pytest.mark.postgres
 
 
+TRUNK = {"max_channels": 8, "calls_per_second": 4.0}
+
+
 def worker(url: str, name: str, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
+    config = log.with_suffix(".yaml")
+    config.write_text(
+        "telephony:\n  trunks:\n    - name: default\n"
+        f"      max_channels: {TRUNK['max_channels']}\n      calls_per_second: {TRUNK['calls_per_second']}\n",
+        encoding="utf-8",
+    )
     return subprocess.Popen(
-        [sys.executable, "-m", "outreach", "--db", url, "run", "--speed", "300", "--start", START.isoformat(),
+        [sys.executable, "-m", "outreach", "--config", str(config), "--db", url, "run", "--no-status", "--speed", "300", "--start", START.isoformat(),
          "--tick", "0.1", "--exit-when-complete", "--worker", name, "--dial-log", str(log)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -65,6 +74,19 @@ def test_two_workers_never_dial_the_same_contact(pg_url: str, tmp_path: Path) ->
     phones = [parts[1] for parts in lines]
     assert len(phones) == len(set(phones)) == len(contacts)
     assert all(a.outcome != "dialing" and a.attempt_no == 1 for a in attempts)
+    # the trunk's budget is shared by both workers: lines and calls per second hold in total
+    events = sorted([(a.started_at, 1) for a in attempts] + [(a.ended_at, -1) for a in attempts if a.ended_at],
+                    key=lambda e: (e[0], e[1]))
+    cur = peak = 0
+    for _, d in events:
+        cur += d
+        peak = max(peak, cur)
+    assert peak <= TRUNK["max_channels"]
+    starts = sorted(a.started_at for a in attempts)
+    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= 1 / TRUNK["calls_per_second"] - 1e-6
+    for i, t0 in enumerate(starts):  # never above the limit over any 10 s window
+        assert sum(1 for t in starts[i:] if (t - t0).total_seconds() < 10) <= 10 * TRUNK["calls_per_second"] + 1
 
 
 def test_concurrent_claims_on_postgres_are_disjoint(pg_url: str) -> None:

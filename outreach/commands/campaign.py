@@ -73,7 +73,8 @@ def build_media_runner(config: Config, telephony: Telephony | None = None) -> Me
     the simulated network (it talks in text)."""
     if config.telephony.backend == "simulated":
         return None
-    from asr.base import AsrError, make_recognizer
+    from asr.base import AsrError
+    from asr.factory import make_recognizer
     from dialogs.runner import RunnerSettings, run_dialog
     from tts.cache import PromptPlayer
 
