@@ -1,9 +1,13 @@
 """NLU and dialog-engine throughput on one core.
 
-Prints one JSON line: {"replies_per_s": ..., "engine_steps_per_s": ...}
+Prints one JSON line: {"replies_per_s": ..., "engine_steps_per_s": ..., "accuracy": {...}}
 - replies_per_s: the built-in NLU over a varied set of short replies (yes/no and temperatures).
 - engine_steps_per_s: events handled per second (start() counts as one) over whole conversations of
   the default script, with the built-in NLU understanding each spoken reply.
+- accuracy: per set (dev = tests/data/nlu_dev.tsv, the set tuned on; frozen = tests/data/nlu_frozen.tsv,
+  never tuned on; labelled = the older development set without topics), the accuracy per expectation
+  and per category (right/rows), and whole calls right out of the scenario files (calls_dev.yaml,
+  calls_frozen.yaml) through the engine.
 
 Usage: .venv/bin/python bench/nlu_bench.py [--seconds 2.0]
 """
@@ -83,6 +87,27 @@ def bench_engine(nlu: Nlu, seconds: float) -> float:
             return steps / elapsed
 
 
+def accuracy() -> dict[str, object]:
+    from dialogs.nlu import BuiltinNlu
+    from tests.calls import check_call, load_calls
+    from tests.nlu_sets import DATA_DIR, load_rows, score
+
+    nlu = BuiltinNlu()
+    out: dict[str, object] = {}
+    for name, file in (("dev", "nlu_dev.tsv"), ("frozen", "nlu_frozen.tsv"), ("labelled", "nlu_labelled.tsv")):
+        res = score(nlu, load_rows(DATA_DIR / file))
+        out[name] = {
+            "expect": {e: v["accuracy"] for e, v in res["expect"].items()},
+            "categories": {c: f"{v['right']}/{v['rows']}" for c, v in res["categories"].items()},
+        }
+    script = load_script(ROOT / "dialogs" / "scripts" / "covid_screening.yaml")
+    for name in ("dev", "frozen"):
+        calls = load_calls(DATA_DIR / f"calls_{name}.yaml")
+        wrong = [c["id"] for c in calls if check_call(script, c)]
+        out[f"calls_{name}"] = {"right": len(calls) - len(wrong), "calls": len(calls), "wrong": wrong}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
@@ -91,7 +116,8 @@ def main() -> None:
     bench_nlu(nlu, 0.2)  # warm caches
     replies = bench_nlu(nlu, args.seconds)
     steps = bench_engine(nlu, args.seconds)
-    print(json.dumps({"replies_per_s": round(replies), "engine_steps_per_s": round(steps)}))
+    print(json.dumps({"replies_per_s": round(replies), "engine_steps_per_s": round(steps), "accuracy": accuracy()},
+                     ensure_ascii=False))
 
 
 if __name__ == "__main__":

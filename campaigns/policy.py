@@ -254,7 +254,9 @@ def record_escalations(
         kind = "uncertain" if uncertain else "flagged"
         out.append(EscalationSpec(kind, tuple(reasons) or ("规则要求人工回访",), ESCALATION_PRIORITY[kind]))
     elif uncertain and dialog_outcome == "completed":
-        why = tuple(f"回答不确定：{f}" for f in uncertain)
+        from results.exports import FIELD_LABELS  # the Chinese names of the record fields
+
+        why = tuple(f"回答不确定：{FIELD_LABELS.get(f, f)}" for f in uncertain)
         out.append(EscalationSpec("uncertain", why, ESCALATION_PRIORITY["uncertain"]))
     if dialog_outcome == "callback_requested":
         when = ("约定回电时间已记录",) if callback_at else ("居民要求稍后回电",)

@@ -78,16 +78,24 @@ class ScriptSessions:
     """Dialog sessions of the real engine with `nlu`, from each campaign's stored script (loaded once
     per snapshot). Sessions defer the NLU to the driver (`defer_nlu`): live calls await it."""
 
-    def __init__(self, nlu: Nlu, *, low_confidence: float = 0.6) -> None:
+    def __init__(
+        self, nlu: Nlu, *, low_confidence: float = 0.6, script_vars: Mapping[str, str] | None = None
+    ) -> None:
+        """`script_vars`: set on every script (the center's name and phone, the SMS note:
+        `outreach.config.script_vars`)."""
         self.nlu = nlu
         self.low_confidence = low_confidence
+        self.script_vars = dict(script_vars or {})
         self._scripts: dict[tuple[int, str], Script] = {}
 
     def script(self, info: db.CampaignInfo) -> Script:
         key = (info.id, info.script_sha256 or info.script_text[:64] or info.script_path)
         script = self._scripts.get(key)
         if script is None:
-            script = self._scripts[key] = campaign_script(info)
+            script = campaign_script(info)
+            if self.script_vars:
+                script = script.with_vars(self.script_vars)
+            self._scripts[key] = script
         return script
 
     def prepare(self, info: db.CampaignInfo) -> None:
@@ -99,8 +107,10 @@ class ScriptSessions:
         )
 
 
-def make_session_factory(nlu: Nlu, *, low_confidence: float = 0.6) -> ScriptSessions:
-    return ScriptSessions(nlu, low_confidence=low_confidence)
+def make_session_factory(
+    nlu: Nlu, *, low_confidence: float = 0.6, script_vars: Mapping[str, str] | None = None
+) -> ScriptSessions:
+    return ScriptSessions(nlu, low_confidence=low_confidence, script_vars=script_vars)
 
 
 PromptRender = Callable[[Script, list[Mapping[str, Any]]], Awaitable[Any]]

@@ -20,11 +20,14 @@ Behaviour in every question node:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from dialogs.nlu.types import GLOBAL_INTENTS, Expectation, Nlu, NluResult, understand
+from dialogs.nlu.context import key_text
+from dialogs.nlu.temperature import parse_key_temperature
+from dialogs.nlu.types import GLOBAL_INTENTS, NOT_ANSWER_INTENTS, Expectation, Nlu, NluResult, understand
 from dialogs.rules import RuleContext
 from dialogs.types import (
     Action,
@@ -62,33 +65,12 @@ _YES_NO_HINTS = ("是", "是的", "对", "嗯", "不是", "有", "没有", "没"
 _TEMPERATURE_HINTS = ("三十五度", "三十六度", "三十七度", "三十八度", "三十九度", "四十度", "点", "度", "没量", "不知道")
 _GLOBAL_HINTS = ("再说一遍", "没听清", "在忙", "在开车", "晚点打", "人工", "打错了", "不要再打了")
 _TEMPERATURE_DTMF = tuple((d, d) for d in "0123456789") + (("*", "."),)
+_UNCERTAIN_MARGIN = 0.5  # °C (or the field's unit): how far an uncertain value may be off
 _MAX_KEYS = 6  # a temperature entry longer than this is a mistake (e.g. 37*55555)
 
 
 class DialogError(RuntimeError):
     """The session was driven wrongly (e.g. handle() before start())."""
-
-
-def parse_key_temperature(keys: str) -> float | None:
-    """Keys typed for a temperature (without the closing #) -> °C, or None if implausible.
-
-    `37*5` -> 37.5; `375` -> 37.5 (three digits: the last is the tenth); `37` -> 37.0.
-    """
-    if keys.count("*") > 1 or not keys.replace("*", "").isdigit():
-        return None
-    if "*" in keys:
-        whole, _, frac = keys.partition("*")
-        if not whole or len(frac) > 1:
-            return None
-        value = float(f"{whole}.{frac or 0}")
-    elif len(keys) == 3:
-        value = int(keys) / 10
-    elif len(keys) == 2:
-        value = float(keys)
-    else:
-        return None
-    lo, hi = TEMPERATURE_RANGE
-    return value if lo <= value <= hi else None
 
 
 def _match_option(text: str, options: tuple[tuple[str, tuple[str, ...]], ...]) -> str | None:
@@ -135,6 +117,9 @@ class Session:
         self._rendered: dict[str, str] = {}
         self._listens: dict[str, Listen] = {}
         self._risk_fields = frozenset(script.risk_fields)
+        self._holding = False  # "稍等，我去叫他": waiting on the line for the resident
+        self._holds = 0
+        self._scams = 0
 
     # -------------------------------------------------------------- protocol
 
@@ -174,10 +159,13 @@ class Session:
         if isinstance(event, HangUp):
             self._turn(node, "hang_up", None, None, None)
             return self._finish("hung_up", None)
+        holding, self._holding = self._holding, False
         if isinstance(event, Dtmf):
             return self._on_dtmf(node, event.digit)
         if isinstance(event, NoInput):
             self._turn(node, "no_input", None, None, None)
+            if holding:  # waited for the resident: greet again, whoever comes to the phone
+                return self._ask(node)
             return self._on_failure(node, "no_input")
         if isinstance(event, Utterance):
             return self._on_utterance(node, event)
@@ -196,15 +184,16 @@ class Session:
         for _ in range(len(self._script.nodes) + 1):
             node = self._script.nodes[name]
             self._node = node
-            self._no_input = self._no_match = self._repeats = 0
+            self._no_input = self._no_match = self._repeats = self._holds = 0
             self._dtmf_only = False
             self._keys = ""
             if node.kind == "end":
                 assert node.end is not None
                 self._result.outcome = node.end
-                return actions + self._finish(node.end, node.say)
-            assert node.say is not None
-            say = self._say(node.say, node.name)
+                return actions + self._finish(node.end, self._prompt(node))
+            template = self._prompt(node)
+            assert template is not None
+            say = self._say(template, node.name)
             actions.append(say)
             if node.kind == "question":
                 self._last_say = say.text
@@ -214,6 +203,37 @@ class Session:
             assert target is not None
             name = target
         raise DialogError(f"script {self._script.name}: statement nodes loop without a question or an end")
+
+    def _context(self) -> RuleContext:
+        answers = self._result.answers
+        return RuleContext(
+            values={k: a.value for k, a in answers.items()},
+            uncertain=frozenset(k for k, a in answers.items() if a.uncertain),
+            risk_fields=self._risk_fields,
+        )
+
+    def _proxy(self) -> bool:
+        """A relative answers for the resident (the script's `settings.proxy_when` holds)."""
+        cond = self._script.proxy_when
+        return cond is not None and bool(cond(self._context()))
+
+    def _prompt(self, node: Node) -> str | None:
+        """What a node says now: the first `say_when` that holds, the third-person prompt when a relative
+        answers, else `say`."""
+        if node.say_when:
+            ctx = self._context()
+            for cond, text in node.say_when:
+                if cond(ctx):
+                    return text
+        if node.say_proxy and self._proxy():
+            return node.say_proxy
+        return node.say
+
+    def _ask(self, node: Node, *before: Say) -> list[Action]:
+        """Say `before`, then the question again, and listen."""
+        say = self._say(self._prompt(node) or "", node.name)
+        self._last_say = say.text
+        return [*before, say, self._listen(node)]
 
     def _listen(self, node: Node) -> Listen:
         listen = self._listens.get(node.name)
@@ -287,7 +307,19 @@ class Session:
         if not compact:
             self._turn(node, "utterance", text, None, utt.confidence)
             return self._on_failure(node, "no_input")
-        expect = Expectation(kind=node.expect or "free_text", options=node.options)
+        keys = key_text(text) if node.expect in ("yes_no", "temperature") else None
+        if keys is not None and (node.expect == "temperature" or len(keys) == 1):
+            # key presses that arrived as text (37*5#, "1") are handled exactly like real ones
+            if node.expect == "temperature" and not keys.endswith("#"):
+                keys += "#"
+            actions: list[Action] = []
+            for k in keys:
+                actions = self._on_dtmf(node, k)
+                if self._done or self._node is not node:
+                    break
+            return actions
+        expect = Expectation(kind=node.expect or "free_text", options=node.options, topic=node.topic,
+                             keywords=node.keywords)
         if self._defer:
             self._pending = (node, utt, text, compact)
             return [Understand(text=text, expect=expect, node=node.name)]
@@ -302,6 +334,9 @@ class Session:
         if r.intent in _OVERRIDING_INTENTS:  # 打错了，我没有儿子 / 别再打了，我老公说的: not a family answer
             self._turn(node, "utterance", text, r.intent, confidence)
             return self._on_global(node, r)
+        if r.intent in NOT_ANSWER_INTENTS:
+            self._turn(node, "utterance", text, r.intent, confidence)
+            return self._not_an_answer(node, r, text, confidence, utt)
         for kw_branch, phrases in node.keywords:
             if any(p in compact for p in phrases):
                 self._turn(node, "utterance", text, kw_branch, utt.confidence)
@@ -323,11 +358,92 @@ class Session:
         if branch is None:
             return self._on_failure(node, "no_match")
         uncertain = r.uncertain or branch == "unsure" or confidence < self._low
+        if uncertain and branch == "value" and node.field and self._near_threshold(node.field, value):
+            # an uncertain value that would decide a rule (大概三十七度): neither sets nor clears a flag;
+            # recorded as unsure (the heard value kept) so a person calls back
+            detail["uncertain_value"] = value
+            branch, value = "unsure", None
         intent = r.intent if r.intent != "no_match" else node.expect or "free_text"
         return self._answer(
             node, branch, value, text, confidence, r.source, intent, uncertain,
             audio_ref=utt.audio_ref, detail=detail,
         )
+
+    def _not_an_answer(self, node: Node, r: NluResult, text: str, confidence: float, utt: Utterance) -> list[Action]:
+        """Someone fetching the resident, an acknowledgement, an answer to another question, the speaker
+        saying who they are, "are you a robot?", a scam suspicion: wait, explain or ask again."""
+        globs = self._script.globals
+        if r.intent == "hold_on":
+            self._holds += 1
+            if self._holds > 2:
+                return self._reask(node)
+            self._holding = True
+            listen = dataclasses.replace(self._listen(node), no_input_s=self._script.hold_wait_s)
+            return [self._say(globs["hold_on"], node.name), listen]
+        if r.intent == "ask_bot":
+            return self._explain(node, "ask_bot")
+        if r.intent == "scam":
+            self._result.scam_suspected = True
+            self._scams += 1
+            if self._scams > 1:  # still not trusted after the reassurance: end politely
+                return self._finish("opted_out", globs["scam_end"])
+            return self._explain(node, "scam")
+        if node.topic == "identity" and r.intent in ("self_resident", "self_relative"):
+            if r.intent == "self_resident":
+                branch = "resident"
+                detail: dict[str, Any] = {"speaker": "resident"}
+            else:
+                relation = str(r.value or "")
+                detail = {"speaker": "relative", "relation": relation}
+                branch = next((b for b, phrases in node.keywords if relation in phrases), "")
+                if not branch:
+                    branch = "family" if node.target("family") is not None and any(
+                        b == "family" for b, _ in node.keywords) else "yes"
+            return self._answer(
+                node, branch, branch if branch not in ("yes", "resident") else True, text, confidence, r.source,
+                r.intent, confidence < self._low, audio_ref=utt.audio_ref, detail=detail,
+            )
+        if r.intent == "self_resident" and self._proxy():
+            self._resident_took_over(text)
+        return self._reask(node)
+
+    def _resident_took_over(self, text: str) -> None:
+        """The resident came to the phone after a relative started answering: from now on the answers
+        are the resident's own (the identity answer becomes a confirmation)."""
+        for n in self._script.nodes.values():
+            if n.topic == "identity" and n.field and n.field in self._result.answers:
+                old = self._result.answers[n.field]
+                self._result.answers[n.field] = Answer(
+                    field=n.field, value=True, raw=text, confidence=old.confidence, nlu=old.nlu,
+                    intent="self_resident", detail={"speaker": "resident", "before": old.value},
+                )
+        self._apply_rules()
+
+    def _explain(self, node: Node, key: str) -> list[Action]:
+        """Answer the resident's question about the call, then ask ours again (bounded like repeats)."""
+        self._repeats += 1
+        if self._repeats > self._script.max_repeats:
+            return self._on_failure(node, "no_match")
+        return self._ask(node, self._say(self._script.globals[key], node.name))
+
+    def _reask(self, node: Node) -> list[Action]:
+        """Not an answer to this question: ask it again (counts as a failed try)."""
+        self._no_match += 1
+        if self._no_match > node.max_tries:
+            self._no_match -= 1
+            return self._on_failure(node, "no_match")
+        return self._ask(node, self._say(self._script.globals["reask"], node.name))
+
+    def _near_threshold(self, fld: str, value: Any) -> bool:
+        """Would moving `value` by half a unit change the rules' verdict (risk, escalation)?"""
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return False
+        outcomes = set()
+        base = {k: a.value for k, a in self._result.answers.items()}
+        for v in (value - _UNCERTAIN_MARGIN, value, value + _UNCERTAIN_MARGIN):
+            ctx = RuleContext(values={**base, fld: v}, uncertain=frozenset(), risk_fields=self._risk_fields)
+            outcomes.add(tuple(bool(rule.risk) and bool(rule.when(ctx)) for rule in self._script.rules))
+        return len(outcomes) > 1
 
     def _understand(self, node: Node, r: NluResult, compact: str) -> tuple[str | None, Any]:
         kind = node.expect
@@ -344,6 +460,8 @@ class Session:
                 if lo <= float(r.value) <= hi:
                     return "value", float(r.value)
             if r.intent == "unsure":
+                if dict(r.detail).get("implausible") is not None:  # 一百度: ask again, it was a slip
+                    return None, None
                 return "unsure", None
         elif kind == "choice":
             options = {v for v, _ in node.options}
@@ -381,12 +499,17 @@ class Session:
     def _on_failure(self, node: Node, kind: str) -> list[Action]:
         """No input or no match: re-prompt, then a DTMF-only prompt, then give up."""
         self._keys = ""
+        proxy = self._proxy()
         if kind == "no_input":
             self._no_input += 1
             count, reprompts = self._no_input, node.reprompt_no_input
+            if proxy and node.reprompt_proxy_no_input:
+                reprompts = node.reprompt_proxy_no_input
         else:
             self._no_match += 1
             count, reprompts = self._no_match, node.reprompt_no_match
+            if proxy and node.reprompt_proxy_no_match:
+                reprompts = node.reprompt_proxy_no_match
         outcome = "no_response" if kind == "no_input" else "not_understood"
         if self._dtmf_only:
             return self._finish(outcome, self._script.globals[outcome])
@@ -395,12 +518,11 @@ class Session:
                 say = self._say(reprompts[min(count, len(reprompts)) - 1], node.name)
                 self._last_say = say.text
                 return [say, self._listen(node)]
-            prompt = self._say(node.say or "", node.name)
-            self._last_say = prompt.text
-            return [self._say(self._script.globals[kind], node.name), prompt, self._listen(node)]
+            return self._ask(node, self._say(self._script.globals[kind], node.name))
         if node.dtmf_prompt and (node.dtmf or node.expect == "temperature"):
             self._dtmf_only = True
-            say = self._say(node.dtmf_prompt, node.name)
+            dtmf_prompt = node.dtmf_prompt_proxy if proxy and node.dtmf_prompt_proxy else node.dtmf_prompt
+            say = self._say(dtmf_prompt, node.name)
             self._last_say = say.text
             return [say, self._listen(node)]
         return self._finish(outcome, self._script.globals[outcome])
@@ -448,12 +570,7 @@ class Session:
         return self._enter(target)
 
     def _apply_rules(self) -> None:
-        answers = self._result.answers
-        ctx = RuleContext(
-            values={k: a.value for k, a in answers.items()},
-            uncertain=frozenset(k for k, a in answers.items() if a.uncertain),
-            risk_fields=self._risk_fields,
-        )
+        ctx = self._context()
         risk = "none"
         reasons: list[str] = []
         reminder = escalate = False

@@ -20,7 +20,8 @@ Grammar (lowest precedence first)::
 Names are record fields; a field that was not answered is `null`. Ordering comparisons with `null`
 or between a number and a string are false (never an error), so a rule over an unanswered question
 simply does not fire. Functions take field names: `uncertain(f)` (the answer was hedged or had low
-confidence), `answered(f)` (an answer was recorded), and `uncertain_risk()` (any answer to a risk
+confidence), `answered(f)` (an answer was recorded), `unsure_risk()` (a risk question was answered
+without a usable value: unsure, or a value too vague to set or clear a flag), and `uncertain_risk()` (any answer to a risk
 question was uncertain).
 
 This is parsed and evaluated here; nothing ever reaches Python's `eval`.
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Functions a rule may call: name -> number of field-name arguments.
-FUNCTIONS: dict[str, int] = {"uncertain": 1, "answered": 1, "uncertain_risk": 0}
+FUNCTIONS: dict[str, int] = {"uncertain": 1, "answered": 1, "uncertain_risk": 0, "unsure_risk": 0}
 _KEYWORDS = {"and", "or", "not", "in", "true", "false", "null"}
 _COMPARE_OPS = ("==", "!=", "<=", ">=", "<", ">")
 
@@ -347,6 +348,8 @@ def _compile(expr: Expr) -> Evaluator:
         if expr.name == "answered":
             fname = expr.args[0].name
             return lambda ctx: fname in ctx.values
+        if expr.name == "unsure_risk":  # a risk question answered, but with no usable value (说不清, 三十七度多)
+            return lambda ctx: any(f in ctx.values and ctx.values[f] is None for f in ctx.risk_fields)
         return lambda ctx: not ctx.uncertain.isdisjoint(ctx.risk_fields)
     if isinstance(expr, Unary):
         inner = _compile(expr.operand)

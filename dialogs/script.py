@@ -8,6 +8,7 @@ script with any problem (raising `ScriptError`) so a campaign never runs an unso
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import string
@@ -18,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from dialogs.nlu.types import EXPECT_TYPES
+from dialogs.nlu.types import EXPECT_TYPES, TOPICS
 from dialogs.rules import Condition, RuleError, parse_condition
 from dialogs.types import RISK_LEVELS, SCRIPT_OUTCOMES
+from tts.names import register_name
 
 if TYPE_CHECKING:
     from dialogs.nlu.types import Nlu
@@ -41,18 +43,26 @@ GLOBAL_PROMPTS: dict[str, str] = {
     "no_match": "不好意思，我没有听清楚。",
     "no_response": "我们稍后再联系您，再见！",
     "not_understood": "抱歉没能听明白，稍后会有工作人员联系您。再见！",
+    # the "not an answer" replies (dialogs.nlu.types.NOT_ANSWER_INTENTS)
+    "hold_on": "好的，不着急，我等一下。",
+    "reask": "不好意思，我再问一下。",
+    "ask_bot": "我是智能语音助手，替工作人员做健康随访，几个问题就好。",
+    "scam": "我们是当地卫生健康部门的随访电话，不会向您要钱或验证码。您也可以挂断后拨打官方电话核实。",
+    "scam_end": "好的，不打扰您了。您可以拨打当地卫生健康部门的官方电话核实。再见！",
 }
 DEFAULT_DTMF_PROMPTS: dict[str, str] = {
-    "yes_no": "如果不方便说话，请按键回答：是或有请按1，否或没有请按2。",
-    "temperature": "请用按键输入体温，星号代表小数点，井号结束。比如三十七度五，请按三、七、星号、五、井号。",
+    "yes_no": "请按键回答：是或有请按1，不是或没有请按2。",
+    "temperature": "请按键输入体温，星号当小数点，井号结束。",
     "choice": "请按键选择。",
 }
 YES_NO_BRANCHES = ("yes", "no", "unsure")
 YES_NO_DTMF = (("1", "yes"), ("2", "no"))
 DTMF_KEYS = frozenset("0123456789*#")
 
-_TOP_KEYS = ("name", "description", "version", "start", "vars", "settings", "globals", "nodes", "rules")
-_SETTINGS_KEYS = ("max_tries", "no_input_s", "max_repeats")
+_TOP_KEYS = ("name", "description", "version", "start", "vars", "settings", "globals", "keywords", "nodes", "rules")
+_SETTINGS_KEYS = ("max_tries", "no_input_s", "max_repeats", "hold_wait_s", "proxy_when", "max_prompt_s")
+DEFAULT_HOLD_WAIT_S = 20.0
+DEFAULT_MAX_PROMPT_S = 8.0
 _NODE_KEYS = (
     "say",
     "expect",
@@ -68,8 +78,13 @@ _NODE_KEYS = (
     "end",
     "no_input_s",
     "max_tries",
+    "topic",
+    "say_proxy",
+    "reprompt_proxy",
+    "say_when",
 )
 _REPROMPT_KEYS = ("no_input", "no_match", "dtmf")
+_SAY_WHEN_KEYS = ("when", "say")
 _RULE_KEYS = ("when", "risk", "reason", "reminder", "escalate")
 
 
@@ -115,6 +130,14 @@ class Node:
     end: str | None = None
     no_input_s: float = 5.0
     max_tries: int = 2
+    topic: str = ""  # what the question is about (dialogs.nlu.types.TOPICS); the NLU reads replies with it
+    # Said instead of `say` / the re-prompts once a relative answers for the resident (third person).
+    say_proxy: str | None = None
+    reprompt_proxy_no_input: tuple[str, ...] = ()
+    reprompt_proxy_no_match: tuple[str, ...] = ()
+    dtmf_prompt_proxy: str | None = None
+    # End and statement nodes: (condition, prompt) pairs; the first that holds is said instead of `say`.
+    say_when: tuple[tuple[Condition, str], ...] = ()
 
     @property
     def kind(self) -> str:
@@ -131,6 +154,8 @@ class Node:
             return nxt["default"]
         if branch == "unsure" and self.expect == "yes_no":
             return nxt.get("no")
+        if branch == "resident" and self.topic == "identity":  # 是我 / 我就是: the person asked for
+            return self.target("yes")
         return None
 
     def branches(self) -> list[str]:
@@ -138,6 +163,8 @@ class Node:
         out: list[str] = []
         if self.expect == "yes_no":
             out.extend(YES_NO_BRANCHES)
+            if self.topic == "identity":
+                out.append("resident")
         elif self.expect in ("temperature", "free_text"):
             out.extend(("value", "unsure") if self.expect == "temperature" else ("value",))
         elif self.expect == "choice":
@@ -148,8 +175,10 @@ class Node:
         return out
 
     def templates(self) -> list[str]:
-        out = [t for t in (self.say, self.dtmf_prompt) if t]
-        return out + list(self.reprompt_no_input) + list(self.reprompt_no_match)
+        out = [t for t in (self.say, self.dtmf_prompt, self.say_proxy, self.dtmf_prompt_proxy) if t]
+        out += [t for _, t in self.say_when]
+        return (out + list(self.reprompt_no_input) + list(self.reprompt_no_match)
+                + list(self.reprompt_proxy_no_input) + list(self.reprompt_proxy_no_match))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +209,18 @@ class Script:
     max_repeats: int = 3
     fields: tuple[str, ...] = field(default=())  # record fields, in node order
     risk_fields: tuple[str, ...] = field(default=())
+    # Script-level keywords (branch -> phrases), shared by every `topic: identity` question: a relative
+    # who says who they are is recognised at the greeting and at the family question alike.
+    keywords: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+    hold_wait_s: float = DEFAULT_HOLD_WAIT_S  # how long "稍等，我去叫他" is waited for
+    proxy_when: Condition | None = None  # the record says a relative answers for the resident
+    max_prompt_s: float = DEFAULT_MAX_PROMPT_S  # `dialog check` warns about longer prompts
+
+    def with_vars(self, values: Mapping[str, str]) -> Script:
+        """The same script with some `vars` set (e.g. the center's name and phone from the config)."""
+        merged = dict(self.vars)
+        merged.update({k: str(v) for k, v in values.items() if v is not None})
+        return dataclasses.replace(self, vars=merged)
 
     def all_prompts(self) -> list[str]:
         """Every prompt template (node prompts, re-prompts, DTMF prompts, global prompts), deduplicated."""
@@ -192,7 +233,10 @@ class Script:
         return list(seen)
 
     def render(self, template: str, contact: Mapping[str, Any]) -> str:
-        """Fill a template with contact fields (script `vars` are defaults and constants)."""
+        """Fill a template with contact fields (script `vars` are defaults and constants). A contact's
+        name is registered with the offline voice so its surname is read the surname way (曾 zēng)."""
+        if "{name}" in template:
+            register_name(contact.get("name"))
         return template.format_map(_Values(self.vars, contact))
 
     def render_prompts(self, contact: Mapping[str, Any]) -> list[str]:
@@ -201,6 +245,34 @@ class Script:
         for t in self.all_prompts():
             seen.setdefault(self.render(t, contact), None)
         return list(seen)
+
+    def prompt_sources(self) -> list[tuple[str, int, str]]:
+        """(where, line, template) of every prompt: node prompts, re-prompts, closings, global prompts."""
+        out: list[tuple[str, int, str]] = []
+        for node in self.nodes.values():
+            for t in node.templates():
+                out.append((f"node '{node.name}'", node.line, t))
+        for key, t in self.globals.items():
+            out.append((f"globals.{key}", 0, t))
+        return out
+
+    def long_prompts(
+        self, contact: Mapping[str, Any], seconds: Mapping[str, float], limit_s: float | None = None
+    ) -> list[ScriptIssue]:
+        """Warnings for prompts whose rendered audio (`seconds`: rendered text -> duration) is longer
+        than `limit_s` (default: settings.max_prompt_s): residents hang up on long prompts."""
+        limit = self.max_prompt_s if limit_s is None else limit_s
+        out: list[ScriptIssue] = []
+        seen: set[str] = set()
+        for where, line, template in self.prompt_sources():
+            text = self.render(template, contact)
+            took = seconds.get(text)
+            if took is None or took <= limit or text in seen:
+                continue
+            seen.add(text)
+            out.append(ScriptIssue(self.path, line, f"warning: {where}: the prompt takes {took:.1f} s to say "
+                                                    f"(limit {limit:g} s): {text}"))
+        return out
 
     def new_session(
         self, contact: Mapping[str, Any], nlu: Nlu, *, low_confidence: float = 0.6, defer_nlu: bool = False
@@ -422,6 +494,31 @@ def _build(data: dict[str, Any], c: _Checker, file: str, sha: str) -> Script | N
     if "max_repeats" in settings:
         v = c.number(settings["max_repeats"], ("settings", "max_repeats"), "'settings.max_repeats'", 0, 10)
         max_repeats = int(v) if v is not None else max_repeats
+    hold_wait_s = DEFAULT_HOLD_WAIT_S
+    if "hold_wait_s" in settings:
+        v = c.number(settings["hold_wait_s"], ("settings", "hold_wait_s"), "'settings.hold_wait_s'", 1, 120)
+        hold_wait_s = v if v is not None else hold_wait_s
+    max_prompt_s = DEFAULT_MAX_PROMPT_S
+    if "max_prompt_s" in settings:
+        v = c.number(settings["max_prompt_s"], ("settings", "max_prompt_s"), "'settings.max_prompt_s'", 1, 120)
+        max_prompt_s = v if v is not None else max_prompt_s
+    proxy_when: Condition | None = None
+    proxy_raw = settings.get("proxy_when")
+    if proxy_raw is not None:
+        if not isinstance(proxy_raw, str) or not proxy_raw.strip():
+            c.add(("settings", "proxy_when"), "'settings.proxy_when' must be a condition, e.g. identity_confirmed == \"family\"")
+        else:
+            try:
+                proxy_when = parse_condition(proxy_raw)
+            except RuleError as exc:
+                c.add(("settings", "proxy_when"), f"'settings.proxy_when': bad condition at column {exc.column}: {exc.message}")
+
+    script_keywords: list[tuple[str, tuple[str, ...]]] = []
+    for branch, phrases in c.mapping(data.get("keywords"), ("keywords",), "'keywords'").items():
+        ph = c.texts(phrases, ("keywords", branch), f"keywords of '{branch}'")
+        if not ph:
+            c.add(("keywords", branch), f"script keyword branch '{branch}' has no phrases")
+        script_keywords.append((str(branch), tuple("".join(p.split()) for p in ph)))
 
     globals_raw = c.mapping(data.get("globals"), ("globals",), "'globals'")
     c.keys(globals_raw, GLOBAL_PROMPTS, ("globals",), "'globals'")
@@ -440,7 +537,7 @@ def _build(data: dict[str, Any], c: _Checker, file: str, sha: str) -> Script | N
         c.add(("nodes",), "'nodes' is empty")
     nodes: dict[str, Node] = {}
     for node_name, raw in nodes_raw.items():
-        node = _build_node(str(node_name), raw, c, max_tries, no_input_s)
+        node = _build_node(str(node_name), raw, c, max_tries, no_input_s, tuple(script_keywords))
         if node is not None:
             nodes[node.name] = node
 
@@ -462,6 +559,11 @@ def _build(data: dict[str, Any], c: _Checker, file: str, sha: str) -> Script | N
             if node.risk:
                 risk_fields.setdefault(node.field, None)
     rules = _build_rules(data.get("rules"), c, set(fields))
+    _check_conditions(nodes_raw, c, set(fields))
+    if proxy_when is not None:
+        for f in proxy_when.fields():
+            if f.name not in fields:
+                c.add(("settings", "proxy_when"), f"'settings.proxy_when': unknown field '{f.name}'; recorded fields: {', '.join(sorted(fields)) or 'none'}")
 
     if c.issues:
         return None
@@ -478,7 +580,58 @@ def _build(data: dict[str, Any], c: _Checker, file: str, sha: str) -> Script | N
         max_repeats=max_repeats,
         fields=tuple(fields),
         risk_fields=tuple(risk_fields),
+        keywords=tuple(script_keywords),
+        hold_wait_s=hold_wait_s,
+        proxy_when=proxy_when,
+        max_prompt_s=max_prompt_s,
     )
+
+
+def _check_conditions(nodes_raw: Mapping[str, Any], c: _Checker, fields: set[str]) -> None:
+    """Field names in the nodes' `say_when` conditions must be recorded fields."""
+    for name, raw in nodes_raw.items():
+        if not isinstance(raw, dict) or not isinstance(raw.get("say_when"), list):
+            continue
+        for i, item in enumerate(raw["say_when"]):
+            when = item.get("when") if isinstance(item, dict) else None
+            if not isinstance(when, str):
+                continue
+            try:
+                cond = parse_condition(when)
+            except RuleError:
+                continue  # reported by _build_node
+            for f in cond.fields():
+                if f.name not in fields:
+                    c.add(("nodes", str(name), "say_when", str(i), "when"),
+                          f"node '{name}': say_when {i + 1}: unknown field '{f.name}'; recorded fields: {', '.join(sorted(fields)) or 'none'}")
+
+
+def _build_say_when(raw: Any, path: tuple[str, ...], name: str, c: _Checker) -> tuple[tuple[Condition, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        c.add(path, f"node '{name}': 'say_when' must be a list of {{when: condition, say: prompt}}")
+        return ()
+    out: list[tuple[Condition, str]] = []
+    for i, item in enumerate(raw):
+        ipath = (*path, str(i))
+        if not isinstance(item, dict):
+            c.add(ipath, f"node '{name}': say_when {i + 1} must be a mapping with 'when' and 'say'")
+            continue
+        c.keys(item, _SAY_WHEN_KEYS, ipath, f"say_when {i + 1} of node '{name}'")
+        say = c.text(item.get("say"), (*ipath, "say"), f"'say' of say_when {i + 1}")
+        when = item.get("when")
+        if not isinstance(when, str) or not when.strip():
+            c.add(ipath, f"node '{name}': say_when {i + 1} needs 'when': a condition over recorded fields")
+            continue
+        try:
+            cond = parse_condition(when)
+        except RuleError as exc:
+            c.add((*ipath, "when"), f"node '{name}': say_when {i + 1}: bad condition at column {exc.column}: {exc.message}")
+            continue
+        if say is not None:
+            out.append((cond, say))
+    return tuple(out)
 
 
 def _known(names: Iterable[str]) -> str:
@@ -486,7 +639,10 @@ def _known(names: Iterable[str]) -> str:
     return f" (nodes: {', '.join(names)})" if names else ""
 
 
-def _build_node(name: str, raw: Any, c: _Checker, max_tries: int, no_input_s: float) -> Node | None:
+def _build_node(
+    name: str, raw: Any, c: _Checker, max_tries: int, no_input_s: float,
+    script_keywords: tuple[tuple[str, tuple[str, ...]], ...] = (),
+) -> Node | None:
     path = ("nodes", name)
     if not isinstance(raw, dict):
         c.add(path, f"node '{name}' must be a mapping, got {_type(raw)}")
@@ -497,13 +653,18 @@ def _build_node(name: str, raw: Any, c: _Checker, max_tries: int, no_input_s: fl
     end = raw.get("end")
     kw: dict[str, Any] = {}
 
+    say_when = _build_say_when(raw.get("say_when"), (*path, "say_when"), name, c)
+    topic = raw.get("topic")
+    if topic is not None and topic not in TOPICS:
+        c.add((*path, "topic"), f"node '{name}': unknown topic '{topic}'; topics: {', '.join(TOPICS)}")
+        topic = None
     if end is not None:
         if end not in SCRIPT_OUTCOMES:
             c.add((*path, "end"), f"node '{name}': unknown outcome '{end}'; outcomes: {', '.join(SCRIPT_OUTCOMES)}")
-        for key in ("expect", "next", "field", "options", "dtmf", "keywords", "reprompt"):
+        for key in ("expect", "next", "field", "options", "dtmf", "keywords", "reprompt", "say_proxy", "reprompt_proxy"):
             if key in raw:
                 c.add((*path, key), f"end node '{name}' cannot have '{key}'")
-        return Node(name=name, line=c.line(*path), say=say, end=str(end))
+        return Node(name=name, line=c.line(*path), say=say, end=str(end), say_when=say_when)
 
     if expect is not None and expect not in EXPECT_TYPES:
         c.add((*path, "expect"), f"node '{name}': unknown expect type '{expect}'; expected one of: {', '.join(EXPECT_TYPES)}")
@@ -513,9 +674,11 @@ def _build_node(name: str, raw: Any, c: _Checker, max_tries: int, no_input_s: fl
         c.add(path, f"{what} node '{name}' has no prompt ('say')")
 
     if expect is None:
-        for key in ("field", "options", "dtmf", "keywords", "values", "reprompt", "hints"):
+        for key in ("field", "options", "dtmf", "keywords", "values", "reprompt", "hints", "topic", "reprompt_proxy"):
             if key in raw:
                 c.add((*path, key), f"node '{name}' has '{key}' but no 'expect'")
+        kw["say_when"] = say_when
+        kw["say_proxy"] = c.text(raw.get("say_proxy"), (*path, "say_proxy"), f"'say_proxy' of node '{name}'")
         nxt = raw.get("next")
         if nxt is None:
             c.add(path, f"statement node '{name}' needs 'next' (or 'expect' for a question, 'end' for an end)")
@@ -547,15 +710,26 @@ def _build_node(name: str, raw: Any, c: _Checker, max_tries: int, no_input_s: fl
         c.add((*path, "options"), f"node '{name}': 'options' only applies to expect: choice")
     kw["options"] = tuple(options)
 
+    if say_when:
+        c.add((*path, "say_when"), f"node '{name}': 'say_when' is for end and statement nodes")
     keywords: list[tuple[str, tuple[str, ...]]] = []
     for branch, phrases in c.mapping(raw.get("keywords"), (*path, "keywords"), "'keywords'").items():
         ph = c.texts(phrases, (*path, "keywords", branch), f"keywords of '{branch}'")
         if not ph:
             c.add((*path, "keywords", branch), f"keyword branch '{branch}' of node '{name}' has no phrases")
         keywords.append((str(branch), tuple("".join(p.split()) for p in ph)))
+    if topic == "identity":  # the script's shared keywords (relatives) hold at every identity question
+        own = {b for b, _ in keywords}
+        for branch, ph in script_keywords:
+            if branch in own:
+                keywords = [(b, tuple(dict.fromkeys((*p, *ph)))) if b == branch else (b, p) for b, p in keywords]
+            else:
+                keywords.append((branch, ph))
     kw["keywords"] = tuple(keywords)
+    kw["topic"] = topic or ""
 
-    node_for_branches = Node(name=name, line=0, expect=expect, options=kw["options"], keywords=kw["keywords"])
+    node_for_branches = Node(name=name, line=0, expect=expect, options=kw["options"], keywords=kw["keywords"],
+                             topic=kw["topic"])
     branches = node_for_branches.branches()
 
     if "dtmf" in raw:
@@ -606,6 +780,12 @@ def _build_node(name: str, raw: Any, c: _Checker, max_tries: int, no_input_s: fl
     kw["dtmf_prompt"] = c.text(rp.get("dtmf"), (*path, "reprompt", "dtmf"), "the DTMF prompt")
     if kw["dtmf_prompt"] is None and (expect in ("yes_no", "temperature") or kw.get("dtmf")):
         kw["dtmf_prompt"] = DEFAULT_DTMF_PROMPTS.get(expect or "", DEFAULT_DTMF_PROMPTS["choice"])
+    kw["say_proxy"] = c.text(raw.get("say_proxy"), (*path, "say_proxy"), f"'say_proxy' of node '{name}'")
+    rpp = c.mapping(raw.get("reprompt_proxy"), (*path, "reprompt_proxy"), "'reprompt_proxy'")
+    c.keys(rpp, _REPROMPT_KEYS, (*path, "reprompt_proxy"), f"'reprompt_proxy' of node '{name}'")
+    kw["reprompt_proxy_no_input"] = c.texts(rpp.get("no_input"), (*path, "reprompt_proxy", "no_input"), "a re-prompt")
+    kw["reprompt_proxy_no_match"] = c.texts(rpp.get("no_match"), (*path, "reprompt_proxy", "no_match"), "a re-prompt")
+    kw["dtmf_prompt_proxy"] = c.text(rpp.get("dtmf"), (*path, "reprompt_proxy", "dtmf"), "the DTMF prompt")
 
     risk = raw.get("risk", False)
     if not isinstance(risk, bool):
@@ -696,6 +876,13 @@ def _check_templates(nodes: Mapping[str, Node], prompts: Mapping[str, str], know
             check(t, (*base, "reprompt", "no_input", str(i)))
         for i, t in enumerate(node.reprompt_no_match):
             check(t, (*base, "reprompt", "no_match", str(i)))
+        if node.say_proxy:
+            check(node.say_proxy, (*base, "say_proxy"))
+        for proxy_text in (*node.reprompt_proxy_no_input, *node.reprompt_proxy_no_match, node.dtmf_prompt_proxy):
+            if proxy_text:
+                check(proxy_text, (*base, "reprompt_proxy"))
+        for i, (_, when_text) in enumerate(node.say_when):
+            check(when_text, (*base, "say_when", str(i), "say"))
     for key, t in prompts.items():
         check(t, ("globals", key))
 

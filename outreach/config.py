@@ -250,9 +250,31 @@ class LoggingConfig(_Section):
         return v.upper() if isinstance(v, str) else v
 
 
+class CenterConfig(_Section):
+    """The calling organisation, named in the greeting and in the answer to a scam suspicion."""
+
+    name: str = Field("社区卫生中心", min_length=1, max_length=30)
+    phone: str = Field("12320", min_length=3, max_length=20, description="official number residents can call to verify")
+
+
+# Said after the second-test reminder only when an SMS gateway is configured (the dry-run gateway sends nothing).
+SMS_REMINDER_NOTE = "稍后会给您发短信提醒。"
+
+
+def script_vars(config: Config) -> dict[str, str]:
+    """Template variables the config gives every script (`Script.with_vars`): the center's name and
+    official phone, and the SMS promise only when a real SMS gateway is configured."""
+    return {
+        "center": config.center.name,
+        "official_phone": config.center.phone,
+        "sms_note": SMS_REMINDER_NOTE if config.sms.gateway != "dry_run" else "",
+    }
+
+
 class Config(_Section):
     """The whole configuration. Every section has embedded defaults."""
 
+    center: CenterConfig = CenterConfig()
     database: DatabaseConfig = DatabaseConfig()
     telephony: TelephonyConfig = TelephonyConfig()
     tts: TtsConfig = TtsConfig()

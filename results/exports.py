@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,17 @@ OUTCOME_LABELS = {
     "transferred": "已转人工",
 }
 RISK_LABELS = {"none": "无", "flagged": "需关注", "high": "高风险"}
+NOT_SCREENED = "未筛查"  # risk column when no risk question was answered (not "无": nothing is known)
+NOT_FINISHED = "无（筛查未完成）"
+# Q.850 cause codes of the "16 NORMAL_CLEARING" form (simulated network, older rows), in words.
+HANGUP_WORDS = {
+    1: "空号", 3: "无法接通", 16: "正常挂断", 17: "用户忙", 18: "无人接听", 19: "无人接听", 20: "关机或不在服务区",
+    21: "呼叫被拒绝", 22: "号码已改号", 27: "终端故障", 28: "号码格式错误", 31: "呼叫失败", 34: "线路忙",
+    38: "网络故障", 41: "临时故障", 42: "交换设备拥塞", 102: "超时未接通", 127: "网络故障",
+}
+_CAUSE_CODE_RE = re.compile(r"^(\d{1,3})(?:\s+[A-Z_]+)?$")
+_FIELD_IN_REASON_RE = re.compile(r"(?<=：)([a-z][a-z0-9_]*)")
+DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 ESCALATION_LABELS = {
     "flagged": "风险关注", "high_risk": "高风险", "human_requested": "要求人工", "callback_requested": "要求回电",
     "unreachable": "无法联系", "uncertain": "回答不确定",
@@ -69,11 +80,16 @@ class Table:
     rows: Iterable[Sequence[Any]]
 
 
-def _fmt_time(value: dt.datetime | None, tz: ZoneInfo) -> str:
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+def _fmt_time(value: dt.datetime | None, tz: ZoneInfo) -> dt.datetime | None:
+    """A real date-time in the campaign's local time (naive, whole seconds): a date cell in XLSX (filters
+    and sorting work), `2026-12-01 09:30:00` in CSV."""
+    if not value:
+        return None
+    return value.astimezone(tz).replace(tzinfo=None, microsecond=0)
 
 
-def _fmt_value(value: Any) -> str:
+def _fmt_value(value: Any) -> Any:
+    """An answer for a cell: yes/no in words, numbers stay numbers (temperatures sum and filter)."""
     if value is True:
         return "是"
     if value is False:
@@ -83,10 +99,47 @@ def _fmt_value(value: Any) -> str:
     if value == "family":
         return "家属代答"
     if isinstance(value, float):
-        return f"{value:.1f}"
+        return round(value, 1)
+    if isinstance(value, int):
+        return value
     if isinstance(value, list):
         return "、".join(str(v) for v in value)
     return str(value)
+
+
+def _answer_cell(answer: Mapping[str, Any]) -> Any:
+    value = _fmt_value(answer.get("value"))
+    if answer.get("uncertain") and isinstance(value, str):
+        return value + "（不确定）" if value else "不确定"
+    return value  # a number stays a number; its doubt is in the 回答不确定项 column
+
+
+def _risk_label(risk: str, outcome: str | None, answers: Mapping[str, Any]) -> str:
+    """Risk in words; 未筛查 when no question beyond the identity was answered (nothing is known)."""
+    if risk != "none":
+        return RISK_LABELS.get(risk, risk)
+    if not any(k != "identity_confirmed" for k in answers):
+        return NOT_SCREENED
+    return RISK_LABELS["none"] if outcome == "completed" else NOT_FINISHED
+
+
+def hangup_words(cause: str | None) -> str:
+    """A hang-up cause in words: "16 NORMAL_CLEARING" -> 正常挂断（Q.850 16）; text already in words is kept."""
+    if not cause:
+        return ""
+    m = _CAUSE_CODE_RE.match(cause.strip())
+    if m is not None:
+        code = int(m.group(1))
+        return f"{HANGUP_WORDS.get(code, '其他原因')}（Q.850 {code}）"
+    if cause.startswith("internal error"):
+        return "系统内部错误"
+    return cause
+
+
+def reason_words(reason: str) -> str:
+    """An escalation reason with any record field name in it replaced by its Chinese label
+    (回答不确定：second_test_done -> 回答不确定：已做第二次核酸)."""
+    return _FIELD_IN_REASON_RE.sub(lambda m: FIELD_LABELS.get(m.group(1), m.group(1)), reason)
 
 
 def _campaign(store: Store, name: str) -> tuple[int, ZoneInfo]:
@@ -139,12 +192,8 @@ def screenings_table(store: Store, campaign_id: int, tz: ZoneInfo, *, unmasked: 
                 yield [
                     rec.id, res.name, _phone(res.phone, unmasked), _nid(res.national_id, unmasked), res.community,
                     res.address, _fmt_time(started, tz), attempt_no, OUTCOME_LABELS.get(rec.outcome, rec.outcome),
-                    RISK_LABELS.get(rec.risk_level, rec.risk_level), "；".join(rec.reasons or []),
-                    *[
-                        _fmt_value(answers[f].get("value")) + ("（不确定）" if answers[f].get("uncertain") else "")
-                        if f in answers else ""
-                        for f in fields
-                    ],
+                    _risk_label(rec.risk_level, rec.outcome, answers), "；".join(rec.reasons or []),
+                    *[_answer_cell(answers[f]) if f in answers else "" for f in fields],
                     "、".join(FIELD_LABELS.get(u, u) for u in rec.uncertain or []),
                     "是" if rec.reminder_needed else "否", _fmt_time(rec.callback_at, tz), texts.get(res.id, ""),
                 ]
@@ -170,8 +219,9 @@ def attempts_table(store: Store, campaign_id: int, tz: ZoneInfo, *, unmasked: bo
                 yield [
                     a.id, a.channel_id, name, _phone(phone, unmasked), community, a.attempt_no,
                     _fmt_time(a.started_at, tz), _fmt_time(a.answered_at, tz), _fmt_time(a.ended_at, tz),
-                    "" if a.duration_s is None else f"{a.duration_s:.1f}", OUTCOME_LABELS.get(a.outcome, a.outcome),
-                    OUTCOME_LABELS.get(a.dialog_outcome or "", a.dialog_outcome or ""), a.hangup_cause or "", a.worker,
+                    None if a.duration_s is None else round(float(a.duration_s), 1), OUTCOME_LABELS.get(a.outcome, a.outcome),
+                    OUTCOME_LABELS.get(a.dialog_outcome or "", a.dialog_outcome or ""), hangup_words(a.hangup_cause),
+                    a.worker,
                 ]
 
     return Table("呼叫记录", headers, rows())
@@ -221,7 +271,8 @@ def _escalation_rows(store: Store, campaign_id: int | None, tz: ZoneInfo, unmask
             yield [
                 e.id, ESCALATION_LABELS.get(e.kind, e.kind), e.priority, STATUS_LABELS.get(e.status, e.status),
                 e.community, res.name, _phone(res.phone, unmasked), _nid(res.national_id, unmasked), res.address,
-                "；".join(e.reasons or []), _fmt_time(e.due_at, tz), _fmt_time(e.created_at, tz), e.record_id or "",
+                "；".join(reason_words(str(r)) for r in e.reasons or []), _fmt_time(e.due_at, tz),
+                _fmt_time(e.created_at, tz), e.record_id,
                 _answers_summary(answers), attempt, texts.get(res.id, ""),
             ]
 
@@ -302,11 +353,41 @@ def _sheet_name(title: str, used: set[str]) -> str:
     return name
 
 
+def _column_width(header: str) -> float:
+    """A sensible width: times and reasons wide, short flags narrow (Chinese characters count double)."""
+    if "时间" in header:
+        return 20.0
+    if "原因" in header or "地址" in header:
+        return 36.0
+    return float(min(max(10, 2 * len(header) + 2), 24))
+
+
+def _layout(ws: Any, headers: Sequence[str]) -> None:
+    """Before the first row: column widths and a frozen header row."""
+    from openpyxl.utils import get_column_letter
+
+    for i, h in enumerate(headers, 1):
+        ws.column_dimensions[get_column_letter(i)].width = _column_width(str(h))
+    ws.freeze_panes = "A2"
+
+
+def _autofilter(ws: Any, headers: Sequence[str], rows: int) -> None:
+    from openpyxl.utils import get_column_letter
+
+    if headers:
+        ws.auto_filter.ref = f"A1:{get_column_letter(len(headers))}{rows + 1}"
+
+
 def _xlsx_row(ws: Any, row: Sequence[Any]) -> list[Any]:
     """Cells for one row. Text that starts with "=" stays text: openpyxl would store it as a formula
     (a resident list cell like `=HYPERLINK(...)` must not become a live formula in an export)."""
     out: list[Any] = []
     for v in row:
+        if isinstance(v, dt.datetime):
+            cell = WriteOnlyCell(ws, value=v)
+            cell.number_format = DATETIME_FORMAT
+            out.append(cell)
+            continue
         if isinstance(v, str) and v.startswith("="):
             cell = WriteOnlyCell(ws, value=v)
             cell.data_type = "s"
@@ -325,10 +406,14 @@ def write_xlsx(out: Path, tables: Sequence[Table], *, before_publish: Callable[[
         used: set[str] = set()
         for t in tables:
             ws = wb.create_sheet(_sheet_name(t.title, used))
+            _layout(ws, t.headers)
             ws.append(t.headers)
+            rows = 0
             for row in t.rows:
                 ws.append(_xlsx_row(ws, row))
-                n += 1
+                rows += 1
+            n += rows
+            _autofilter(ws, t.headers, rows)
         wb.save(tmp)
         if before_publish is not None:
             before_publish(n)

@@ -40,7 +40,7 @@ def test_start_refuses_missing_prompts_and_names_them_then_starts_once_rendered(
     code, out = cli(config, url, "campaign", "start", "voice1")
     assert code == 2
     assert "campaign 'voice1' cannot start" in out
-    assert "not rendered for espeak/" in out and "好的，耽误您一分钟" in out.replace("\n", "")
+    assert "not rendered for espeak/" in out and "好的，问您几个简单的问题" in out.replace("\n", "")
     assert db.get_campaign(Store(url), "voice1").state == "draft"
 
     code, out = cli(config, url, "prompts", "render", "--script", "dialogs/scripts/covid_screening.yaml")

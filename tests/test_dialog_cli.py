@@ -78,7 +78,7 @@ def test_check_missing_file(tmp_path: Path, cli: Any) -> None:
 def test_try_all_no_by_stdin(tmp_path: Path) -> None:
     p = outreach(tmp_path, "dialog", "try", str(SCRIPT), "--json", stdin="是的\n没有\n没有\n没有\n做了\n")
     assert p.returncode == 0, p.stderr
-    assert "bot> 您好，这里是社区卫生服务中心防疫随访电话。请问您是张伟吗？" in p.stdout
+    assert "bot> 您好，社区卫生中心随访，请问是张伟吗？" in p.stdout
     assert "you> 没有" in p.stdout
     assert "outcome: completed" in p.stdout
     assert last_json(p.stdout) == {
@@ -116,6 +116,10 @@ def test_try_spoken_temperature_and_hedge(tmp_path: Path, cli: Any) -> None:
     assert data["answers"]["temperature"] == 37.2
     assert data["risk"] == "flagged"
     assert "has_symptoms" in data["uncertain"]
+    assert data["reasons"] == ["有发烧、咳嗽或乏力等症状"]  # a one-way hedge is that answer (no callback)
+    p = cli("dialog", "try", str(SCRIPT), "--json", stdin="是的\n有点咳\n三十七度多\n没有\n没有\n做了\n")
+    data = last_json(p.output)
+    assert data["answers"]["temperature"] is None and "temperature" in data["uncertain"]
     assert "风险问题回答不确定，需人工回访" in data["reasons"]
 
 
@@ -145,11 +149,11 @@ def test_try_opt_out_and_busy(tmp_path: Path, cli: Any) -> None:
 def test_try_contact_json_and_file(tmp_path: Path, cli: Any) -> None:
     p = cli("dialog", "try", str(SCRIPT), "--contact", '{"name": "李娜"}', stdin="")
     assert p.exit_code == 0, p.output
-    assert "请问您是李娜吗？" in p.output
+    assert "请问是李娜吗？" in p.output
     f = tmp_path / "c.json"
     f.write_text('{"name": "王芳", "community": "和平社区"}', encoding="utf-8")
     p = cli("dialog", "try", str(SCRIPT), "--contact", str(f), stdin="")
-    assert "请问您是王芳吗？" in p.output
+    assert "请问是王芳吗？" in p.output
 
 
 def test_try_bad_contact_exits_2(tmp_path: Path) -> None:

@@ -94,7 +94,52 @@ def test_masked_screenings_hide_ids(finished: str, tmp_path: Path) -> None:
     rows = list(csv.reader(out.read_text(encoding="utf-8-sig").splitlines()))
     risk_col = rows[0].index("风险等级")
     assert all("****" in r[2] and "*" in r[3] for r in rows[1:])
-    assert {r[risk_col] for r in rows[1:]} <= {"无", "需关注", "高风险"}
+    assert {r[risk_col] for r in rows[1:]} <= {"无", "需关注", "高风险", "未筛查", "无（筛查未完成）"}
+
+
+def test_xlsx_cells_staff_can_filter(finished: str, tmp_path: Path) -> None:
+    """Numbers are numbers, times are local date-times, the header row is frozen with an autofilter,
+    columns have widths; unscreened calls say 未筛查; reasons are about risk and all in Chinese;
+    hang-up causes are words."""
+    out = tmp_path / "s.xlsx"
+    assert cli(finished, "results", "export", "--campaign", "c1", "--what", "screenings", "--format", "xlsx",
+               "--out", str(out))[0] == 0
+    ws = load_workbook(out)["筛查记录"]
+    header = [c.value for c in ws[1]]
+    assert ws.freeze_panes == "A2"
+    assert ws.auto_filter.ref == f"A1:{ws.cell(1, len(header)).column_letter}{ws.max_row}"
+    assert ws.column_dimensions["A"].width >= 10 and ws.column_dimensions["G"].width >= 19
+    rows = [[c.value for c in r] for r in ws.iter_rows(min_row=2)]
+    col = {h: i for i, h in enumerate(header)}
+    assert all(isinstance(r[col["记录编号"]], int) for r in rows)
+    assert all(isinstance(r[col["通话时间（Asia/Shanghai）"]], dt.datetime) for r in rows)
+    temps = [r[col["体温（℃）"]] for r in rows if r[col["体温（℃）"]] not in (None, "")]
+    assert temps and all(isinstance(t, float) for t in temps)
+    for r in rows:
+        answered = [h for h in exports.FIELD_LABELS.values() if h != "身份确认" and r[col[h]] not in (None, "")]
+        if not answered:
+            assert r[col["风险等级"]] == "未筛查"
+        assert "第二次核酸" not in (r[col["风险原因"]] or "")  # a reminder is not a risk reason
+    assert any(r[col["风险等级"]] == "未筛查" for r in rows) and any(r[col["风险等级"]] == "无" for r in rows)
+
+    out = tmp_path / "a.xlsx"
+    assert cli(finished, "results", "export", "--campaign", "c1", "--what", "attempts", "--out", str(out),
+               "--format", "xlsx")[0] == 0
+    ws = load_workbook(out)["呼叫记录"]
+    header = [c.value for c in ws[1]]
+    rows = [[c.value for c in r] for r in ws.iter_rows(min_row=2)]
+    dur, cause = header.index("时长（秒）"), header.index("挂断原因")
+    assert all(isinstance(r[dur], (int, float)) for r in rows if r[dur] is not None)
+    causes = {r[cause] for r in rows if r[cause]}
+    assert causes and not any("NORMAL_CLEARING" in c or "_" in c for c in causes)
+    assert "正常挂断（Q.850 16）" in causes
+
+
+def test_reason_words_and_hangup_words() -> None:
+    assert exports.reason_words("回答不确定：second_test_done") == "回答不确定：已做第二次核酸"
+    assert exports.hangup_words("17 USER_BUSY") == "用户忙（Q.850 17）"
+    assert exports.hangup_words("空号（Q.850 1，Reason 0）") == "空号（Q.850 1，Reason 0）"
+    assert exports.hangup_words(None) == ""
 
 
 def test_escalations_xlsx_has_one_sheet_per_community(finished: str, tmp_path: Path) -> None:

@@ -169,3 +169,17 @@ def test_uses_the_configured_rasa_engine(fake_rasa: FakeRasa, tmp_path: Path) ->
     assert out[1]["intent"] == "deny"  # no scripted reply: Rasa answers 500, the built-in NLU answers
     assert "rasa NLU failed" in proc.stderr
     assert [r["json"] for r in fake_rasa.requests] == [{"text": "嗯"}, {"text": "没有"}]
+
+
+def test_topic_gives_the_not_an_answer_intents() -> None:
+    from typer.testing import CliRunner
+
+    from outreach.cli import app
+
+    res = CliRunner().invoke(app, ["nlu", "--expect", "yes_no", "--topic", "identity"],
+                             input="我是他女儿\n稍等，我去叫他\n是我\n你是机器人吗\n")
+    assert res.exit_code == 0, res.output
+    got = [(j["intent"], j["value"]) for j in map(json.loads, res.stdout.splitlines())]
+    assert got == [("self_relative", "女儿"), ("hold_on", None), ("self_resident", None), ("ask_bot", None)]
+    res = CliRunner().invoke(app, ["nlu", "--expect", "yes_no", "--topic", "weather"], input="是\n")
+    assert res.exit_code == 2 and "--topic 'weather'" in res.output

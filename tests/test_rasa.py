@@ -17,7 +17,13 @@ import yaml
 
 from dialogs.nlu import make_nlu
 from dialogs.nlu.rasa import RASA_INTENT_MAP, RASA_TRAINED_INTENTS, RasaNlu
-from dialogs.nlu.types import GLOBAL_INTENTS, TEMPERATURE_INTENTS, YES_NO_INTENTS, Expectation
+from dialogs.nlu.types import (
+    GLOBAL_INTENTS,
+    NOT_ANSWER_INTENTS,
+    TEMPERATURE_INTENTS,
+    YES_NO_INTENTS,
+    Expectation,
+)
 from outreach.config import NluConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,7 +301,9 @@ def test_every_intent_the_engine_uses_is_in_nlu_yml() -> None:
     assert set(RASA_TRAINED_INTENTS) <= set(trained)
     for name in trained:
         assert name in RASA_INTENT_MAP, f"nlu.yml trains {name!r}, which outreach does not map"
-    engine_intents = set(YES_NO_INTENTS) | set(TEMPERATURE_INTENTS)
+    # the "not an answer" kinds need the question's context, which Rasa does not get: the built-in NLU
+    # reads them (RasaNlu asks it first when the question has a topic)
+    engine_intents = (set(YES_NO_INTENTS) | set(TEMPERATURE_INTENTS)) - set(NOT_ANSWER_INTENTS)
     reachable = {RASA_INTENT_MAP[name] for name in trained}
     assert engine_intents <= reachable, f"no Rasa intent for {engine_intents - reachable}"
     assert set(GLOBAL_INTENTS) <= reachable
@@ -330,3 +338,17 @@ def test_config_yml_is_a_chinese_pipeline() -> None:
     assert names[0] == "JiebaTokenizer"
     assert "DIETClassifier" in names and "FallbackClassifier" in names
     assert any(c.get("analyzer") == "char_wb" for c in cfg["pipeline"])
+
+
+def test_not_an_answer_kinds_come_from_the_builtin_reading_in_context(fake_rasa: FakeRasa) -> None:
+    """Rasa does not know the question: with a topic, 稍等我去叫他 / 我是他女儿 are read by the built-in
+    NLU (no request to Rasa); a plain answer still goes to Rasa."""
+    fake_rasa.replies["没有"] = FakeRasa.parse_result("没有", "deny", 0.97)
+    identity = Expectation("yes_no", topic="identity")
+    with RasaNlu(fake_rasa.url, timeout_s=2) as nlu:
+        assert nlu.parse("稍等，我去叫他", identity).intent == "hold_on"
+        res = nlu.parse("我是他女儿", identity)
+        assert (res.intent, res.value, res.source) == ("self_relative", "女儿", "builtin")
+        assert fake_rasa.requests == []
+        assert nlu.parse("没有", Expectation("yes_no", topic="symptoms")).source == "rasa"
+        assert nlu.fallbacks == 0

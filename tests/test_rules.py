@@ -97,12 +97,12 @@ def test_fields_lists_every_name_with_column() -> None:
         ("[1, 2", 6, "expected ']' to close '[' at column 1, found end of expression"),
         ("a == 'x", 6, "unterminated string starting with '"),
         ("a b", 3, "unexpected 'b' after a complete expression"),
-        ("eval(a)", 1, "unknown function 'eval'; known: uncertain(), answered(), uncertain_risk()"),
+        ("eval(a)", 1, "unknown function 'eval'; known: uncertain(), answered(), uncertain_risk(), unsure_risk()"),
         ("uncertain(1)", 11, "uncertain() takes field names, found '1'"),
         ("uncertain(a, b)", 1, "uncertain() takes 1 argument(s), got 2"),
         ("a == 3 ; b", 8, "unexpected character ';'"),
         ("a and or", 7, "unexpected 'or'"),
-        ("__import__('os')", 1, "unknown function '__import__'; known: uncertain(), answered(), uncertain_risk()"),
+        ("__import__('os')", 1, "unknown function '__import__'; known: uncertain(), answered(), uncertain_risk(), unsure_risk()"),
     ],
 )
 def test_parse_errors_carry_the_column(text: str, column: int, message: str) -> None:

@@ -71,8 +71,9 @@ def test_default_script_prompts_are_short_chinese_and_never_speak_numbers() -> N
     rendered = s.render_prompts({"name": "李娜", "phone": "+8613800138000", "national_id": "110101199003077777"})
     assert any("李娜" in t for t in rendered)
     assert not any("138" in t or "1101" in t for t in rendered)
-    # every yes/no question's re-prompts mention the keys; the greeting says them once
-    assert "是或有请按1，不是或没有请按2" in s.nodes["greeting"].say  # type: ignore[operator]
+    # key-press hints only in re-prompts: every yes/no question's re-prompts mention the keys, no first prompt does
+    for node in s.nodes.values():
+        assert "按1" not in (node.say or "") and "按键" not in (node.say or ""), node.name
     for node in s.nodes.values():
         if node.expect == "yes_no":
             assert all("按1" in t for t in node.reprompt_no_input + node.reprompt_no_match), node.name
@@ -121,12 +122,12 @@ BROKEN: list[tuple[str, str, str, int, str]] = [
     ),
     ("rule unknown risk level", "risk: flagged", "risk: severe", 22, "rule 1: unknown risk level 'severe'; levels: none, flagged, high"),
     ("unknown outcome", "end: completed", "end: finished", 19, "node 'bye': unknown outcome 'finished'; outcomes: completed, callback_requested, human_requested, wrong_number, opted_out, no_response, not_understood, hung_up"),
-    ("unknown node key", "    field: temperature\n", "    feild: temperature\n", 15, "unknown key 'feild' in node 'fever'; valid keys: say, expect, field, options, dtmf, keywords, values, next, reprompt, risk, hints, end, no_input_s, max_tries"),
+    ("unknown node key", "    field: temperature\n", "    feild: temperature\n", 15, "unknown key 'feild' in node 'fever'; valid keys: say, expect, field, options, dtmf, keywords, values, next, reprompt, risk, hints, end, no_input_s, max_tries, topic, say_proxy, reprompt_proxy, say_when"),
     ("answer with no target", "      no: bye\n", "", 9, "node 'ask': no target for answer 'no' (add it or 'default' under 'next')"),
     ("transition for an answer that cannot happen", "      no: bye\n", "      no: bye\n      maybe: bye\n", 12, "node 'ask': 'next' has 'maybe', which is not an answer here (answers: yes, no, unsure, default)"),
     ("bad dtmf key", "    risk: true\n", "    risk: true\n    dtmf: {\"A\": yes}\n", 9, "node 'ask': 'A' is not a phone key (0-9, *, #)"),
     ("unknown start", "start: ask", "start: begin", 2, "'start' names unknown node 'begin' (nodes: ask, fever, bye)"),
-    ("unknown top-level key", "name: mini\n", "name: mini\nlanguage: zh\n", 2, "unknown key 'language' in the script; valid keys: name, description, version, start, vars, settings, globals, nodes, rules"),
+    ("unknown top-level key", "name: mini\n", "name: mini\nlanguage: zh\n", 2, "unknown key 'language' in the script; valid keys: name, description, version, start, vars, settings, globals, keywords, nodes, rules"),
     ("choice without options", "    expect: temperature\n", "    expect: choice\n", 14, "choice node 'fever' needs 'options': a mapping of value -> phrases"),
     ("bad setting", "start: ask\n", "start: ask\nsettings:\n  max_tries: 50\n", 4, "'settings.max_tries' must be a number from 0 to 10, got 50"),
     ("global prompt unknown variable", "start: ask\n", "start: ask\nglobals:\n  busy: 好的{center}再见\n", 4, "unknown template variable {center}; contacts have: name, community, address, arrival_date"),
@@ -224,3 +225,42 @@ def test_recursive_alias_is_an_issue_not_a_crash(tmp_path: Path) -> None:
     # a plain (non-recursive) alias still works
     text = GOOD.replace("    say: 体温多少度？\n", "    say: &q 体温多少度？\n").replace("    say: 再见。\n", "    say: *q\n")
     assert check(tmp_path, text) == []
+
+
+def test_dialog_check_warns_about_long_prompts(tmp_path: Path) -> None:
+    """`dialog check` renders every prompt with espeak-ng: the default script's greeting is short; a long
+    prompt is reported with its line and length, and the exit status stays 0 (a warning)."""
+    from typer.testing import CliRunner
+
+    from outreach.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["dialog", "check", str(DEFAULT)])
+    assert res.exit_code == 0, res.output
+    assert "long prompt" not in res.stdout and "warning:" not in res.stderr
+    script = load_script(DEFAULT)
+    long_text = "您好，" + "这是一段特别特别长的健康提示，请您耐心听完，" * 4 + "请问是{name}本人吗？"
+    raw = DEFAULT.read_text(encoding="utf-8").replace(
+        "say: 您好，{center}随访，请问是{name}吗？", f"say: {long_text}"
+    )
+    path = tmp_path / "long.yaml"
+    path.write_text(raw, encoding="utf-8")
+    res = runner.invoke(app, ["dialog", "check", str(path), "--max-prompt-s", "12"])
+    assert res.exit_code == 0, res.output
+    line = raw.splitlines().index(f"    say: {long_text}") + 1
+    assert f"long.yaml:{script.nodes['greeting'].line}: warning: node 'greeting': the prompt takes" in res.stderr
+    assert "(limit 12 s)" in res.stderr and "1 long prompt(s)" in res.stdout
+    assert line > 0
+
+
+def test_default_greeting_is_under_six_seconds_and_names_the_center() -> None:
+    import asyncio
+
+    from outreach.config import Config, script_vars
+    from tts.audio import duration_s
+    from tts.espeak import EspeakEngine
+
+    script = load_script(DEFAULT).with_vars(script_vars(Config()))
+    greeting = script.render(script.nodes["greeting"].say or "", {"name": "张伟"})
+    assert greeting.startswith("您好，社区卫生中心") and greeting.count("？") == 1
+    assert duration_s(asyncio.run(EspeakEngine().synthesize(greeting))) < 6.0

@@ -25,6 +25,7 @@ from pypinyin import Style, lazy_pinyin
 
 from tts.audio import AudioFormatError, to_telephone, wav_to_mono
 from tts.base import TtsError
+from tts.names import name_readings
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ BASE_SPEED_WPM = 150  # espeak's default is 175; a little slower is easier on th
 BASE_PITCH = 50  # espeak's 0..99 scale
 TIMEOUT_S = 30.0
 # Bump when normalize_text/to_pinyin change in a way that changes the audio: the cache key includes it.
-NORMALIZER_VERSION = 2
+NORMALIZER_VERSION = 3
 
 _DIGITS = "零一二三四五六七八九"
 _PHONE_DIGITS = "零幺二三四五六七八九"
@@ -186,6 +187,27 @@ def _phrase_fixes(text: str, items: list[str]) -> list[str]:
     return out
 
 
+def _surnames(text: str, items: list[str]) -> list[str]:
+    """Contact names in the text (tts.names.register_name) get their surname's reading (曾 zeng1)."""
+    readings = name_readings(text)
+    if not readings:
+        return items
+    tokens = _HAN_SPLIT_RE.findall(text)
+    if len(tokens) != len(items):
+        return items
+    starts: dict[int, int] = {}
+    pos = 0
+    for i, tok in enumerate(tokens):
+        starts[pos] = i
+        pos += len(tok)
+    out = list(items)
+    for at, syllables in readings:
+        k = starts.get(at)
+        if k is not None and k + len(syllables) <= len(out):
+            out[k : k + len(syllables)] = syllables
+    return out
+
+
 def to_pinyin(text: str) -> str:
     """Chinese text -> space-separated TONE3 pinyin with ASCII punctuation, ready for cmn-latn-pinyin. Pure.
 
@@ -196,7 +218,7 @@ def to_pinyin(text: str) -> str:
     items = lazy_pinyin(
         normalized, style=Style.TONE3, neutral_tone_with_five=True, tone_sandhi=True, errors="default"
     )
-    items = _yi_sandhi(normalized, _phrase_fixes(normalized, items))
+    items = _yi_sandhi(normalized, _surnames(normalized, _phrase_fixes(normalized, items)))
     words: list[str] = []
     for item in items:
         item = item.strip()

@@ -31,7 +31,8 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from dialogs.nlu.temperature import find_temperature
+from dialogs.nlu import context as ctx
+from dialogs.nlu.temperature import Temperature, find_temperature, find_temperatures, parse_key_temperature
 from dialogs.nlu.timeparse import is_time_only, parse_callback_time
 from dialogs.nlu.types import Expectation, NluResult
 
@@ -103,6 +104,11 @@ _HOMOPHONES = {
     "不晓得": "不知道",
     "晓不得": "不知道",
     "不知": "不知道",
+    "接出": "接触",
+    "接处": "接触",
+    "节触": "接触",
+    "街触": "接触",
+    "发少": "发烧",
     "可嗽": "咳嗽",
     "咳漱": "咳嗽",
     "咳数": "咳嗽",
@@ -157,7 +163,8 @@ _WRONG_RE = re.compile(
     f"我不姓|我不是[{_SURNAMES}][\u4e00-\u9fff]{{1,2}}(?=[，?]|$)|(?:没有|没)[\u4e00-\u9fff]{{2,4}}?这(?:个|么个)?人|"
     r"打错|拨错|错号|号码错|号错|(?:号码|电话)(?:打)?不对|搞错人|找错人|找错了|认错人|不是我的?(?:号码|电话|手机)|"
     r"我不是(?:他|她|它|本人|你说的|你要找的|你们要找的|这个人)|(?<!有)(?:没有|没|无)(?:这|此|这个|这么个|那个|叫这个名字的?)(?:人|号)|"
-    r"查无此人|不认识(?!什么|啥|任何|确诊|疑似|病|阳性|密接|感染|外地)|这里没有(?:叫|这个|这么)|不是(?:他|她|[\u4e00-\u9fff]{2,3}?)的?(?:号码|电话|手机)|"
+    r"查无此人|不认识(?!什么|啥|任何|确诊|疑似|病|阳性|密接|感染|外地|[^，]{0,4}(?:病|确诊|感染|阳性|发烧|的人))|"
+    r"(?:号码|电话|手机)(?:已经|早就?)?不是(?:他|她)的|早?就?换人了|这里没有(?:叫|这个|这么)|不是(?:他|她|[\u4e00-\u9fff]{2,3}?)的?(?:号码|电话|手机)|"
     r"(?:我)?不叫(?:这个|这|你说的)|没有?叫(?:这个|这|你说的)?名字|没(?:有)?这个名字|新号码|新办的|新号|刚办的|号码是新|号码(?:换|转)(?:了)?人|换号了|我刚换的号|不是这个人"
 )
 _FAMILY_RE = re.compile(
@@ -174,7 +181,7 @@ _HUMAN_RE = re.compile(
     r"诈骗|骗子|骗人|人工|真人|活人|客服|坐席|接线员|转人|"
     r"(?:我要|我想|让|叫|给我找|给我转|帮我转|要求|换个?)(?:跟|和|找|转|换)?(?:个|一个|你们)?"
     r"(?:人|工作人员|领导|负责人|医生|大夫|护士|你们领导|社区的?人?|居委会|真的人)(?:说|讲|聊|通话|对话|沟通|来|接)?"
-    r"|(?:跟|和|找)(?:真人|工作人员|你们领导|负责人|医生|大夫)|找(?:个|一个)人|(?:转|换)(?:个|一个)(?:真)?人|"
+    r"|(?:跟|和|找)(?:个|一个)?(?:真人|工作人员|你们领导|负责人|医生|大夫)|找(?:个|一个)人|(?:转|换)(?:个|一个)(?:真)?人|"
     r"(?:不会|不太会|不大会)(?:说|讲)普通话|听不懂普通话|"
     r"有(?:个|些)?问题(?:要|想)?(?:问|咨询)|我(?:要|想)咨询|问个问题|我要问问题|机器人|(?:是|是不是)(?:个)?(?:录音|机器)|不跟(?:机器|录音)"
 )
@@ -189,19 +196,21 @@ _BUSY_REASON_RE = re.compile(r"(?:没空|没时间|忙)(?:着|得很|得|了)?[^
 # A call-back request without a time: 等我下班再打, 周末再打, 回家再说.
 _CALLBACK_RE = re.compile(r"再打(?!我|就)|再联系|再来电|再拨|再聊|打过来|打来|等我.{0,8}再说|回家再说|以后再说|再说吧|有空再")
 _DONE_ANSWER_RE = re.compile(r"(?:还没有?|没有?)(?:去|做|测|检测|采样)|(?:没空|没时间)(?:去|测|做核酸|做检测)")
+# 他在睡觉，你晚点打: the resident is not there and the caller asks to be called later (busy).
+_LATER_CALL_RE = re.compile(r"(?:晚|迟|过|等)(?:一)?(?:点|会儿?|些|阵)(?:儿)?(?:再)?(?:打|联系|来电)|再打|打过来|回电")
 _CALLBACK_VERB_RE = re.compile(r"再打|打过来|打来|再说|再联系|再聊|再问|回电|打给我|联系我|再来电|再拨")
 _REPEAT_RE = re.compile(
     r"再说一(?:遍|次|下)|再讲一(?:遍|次|下)|重复一?(?:遍|下|次)?|再来一(?:遍|次)|再问一(?:遍|次)|再念一遍|"
     r"没听(?:清|见|到|懂|明白)|听不(?:清|见|到|懂|明白|太清)|(?<!没)说(?:的)?(?:啥|什么|甚么)|讲(?:的)?(?:啥|什么)|"
     r"问(?:的)?(?:啥|什么)|说(?:的)?多少|(?:啥|什么)意思|大(?:点|一点)声|声音大|大声(?:点|一点)|说慢|慢(?:点|一点)说|"
-    r"(?:你|您)(?:是)?(?:谁|哪位|哪里)|哪位|哪里打来|信号不好|没声音|(?<!没)(?<!没有)有?(?:什么|啥)事(?!都没|也没|没|儿没)|"
+    r"(?:你|您)(?:是)?(?:谁|哪位|哪里)|(?:你|您)(?:们)?是哪个(?![\u4e00-\u9fff])|哪位|哪里打来|信号不好|没声音|(?<!没)(?<!没有)有?(?:什么|啥)事(?!都没|也没|没|儿没)|"
     r"(?:哪个|什么)(?:部门|单位|机构)|(?:他|她)是谁|谁啊|谁呀|找谁|找(?:我|他|她)(?:干嘛|干啥|干什么|做什么)|干嘛的|干什么的|做什么的|什么情况|啥情况|怎么回事|哪个单位|什么单位|哪里的|是哪里|什么电话|"
     r"听得(?:到|见)吗|能听(?:到|见)吗|听到了?吗|在吗|喂喂"
 )
 # The part of _REPEAT_RE that asks who is calling or why (你哪位, 什么事), as opposed to not having heard:
 # "是我，什么事" answers the question and asks back, so the answer wins.
 _INQUIRY_RE = re.compile(
-    r"(?:你|您)(?:们)?(?:是)?谁(?:啊|呀)?|"
+    r"(?:你|您)(?:们)?(?:是)?谁(?:啊|呀)?|(?:你|您)(?:们)?是哪个(?![\u4e00-\u9fff])|"
     r"(?:(?:你|您|这|那)(?:们|里|边)?(?:是|是从)?)?(?:"
     r"哪位|哪里|哪里打来的?|(?<!没)(?<!没有)有?(?:什么|啥)事(?:情|儿)?(?!都没|也没|没|儿没)|"
     r"(?:哪个|什么)(?:部门|单位|机构)的?|找(?:我)?(?:有)?(?:什么|啥)事|找谁|找(?:我|他|她)(?:干嘛|干啥|干什么|做什么)|干嘛的|干什么的|做什么的|哪里的|是哪里|什么电话"
@@ -219,7 +228,7 @@ _SYMPTOMS: dict[str, tuple[str, ...]] = {
     "cough": ("咳嗽", "咳", "干咳", "咳痰", "有痰", "痰多", "一直在咳", "老咳"),
     "fatigue": (
         "乏力", "没劲", "没有劲", "没力气", "没有力气", "浑身无力", "全身无力", "无力", "疲劳", "疲倦", "疲惫", "累",
-        "没精神", "没有精神", "提不起劲", "不得劲", "虚", "犯困", "浑身没劲",
+        "没精神", "没有精神", "提不起劲", "没胃口", "不得劲", "虚", "犯困", "浑身没劲",
     ),
     "sore_throat": ("嗓子疼", "嗓子痛", "喉咙痛", "喉咙疼", "咽痛", "嗓子不舒服", "嗓子哑", "嗓子干", "喉咙痒", "嗓子痒", "嗓子发炎", "喉咙发炎"),
     "headache": ("头疼", "头痛", "头晕", "头昏"),
@@ -277,7 +286,8 @@ _add(FUTURE, ("明天", "后天", "准备", "打算", "将要", "马上", "待�
               "回头", "下午", "晚上", "今晚", "待会儿", "一会儿", "等下", "等一下", "一会", "这就", "就要", "正要", "过几天", "今天下午", "计划", "预约了", "约了", "还没到时间"))
 # A plan or an appointment with no action done yet (约了明天, 打算后天): the answer to "done?" is "not yet".
 _PLAN_WORDS = frozenset(("明天", "后天", "准备", "打算", "将要", "过两天", "下周", "明早", "改天", "还要", "正要", "就要",
-                         "过几天", "计划", "预约了", "约了", "还没到时间"))
+                         "过几天", "计划", "预约了", "约了", "还没到时间", "月底", "周末", "下个月", "下礼拜", "下星期",
+                         "过阵子"))
 # Shared activities with someone (跟一个确诊的一起吃过饭): contact happened.
 _add(VERB, ("吃过", "吃过饭", "吃了饭", "一起吃", "一块吃", "聊过", "聊过天", "说过话", "见过面", "握过手", "打过交道", "一起待过",
             "一起住", "一个办公室", "同一个", "坐一起", "一起"))
@@ -309,6 +319,15 @@ _FILLER_EDGE_RE = re.compile(
     r"^(?:嗯+|啊+|呃+|额+|哦+|喂+|那个|就是|这个|然后|反正|其实|我觉得|我想想|，)+|(?:吧|啊|呀|呢|哦|嘛|啦|，)+$"
 )
 _HAS_NUMBER_RE = re.compile(r"[0-9一二两三四五六七八九十卅廿]")
+# Self-declared doubt about a value (记不清, 没仔细看, 还是...来着) and range words between two values.
+_DOUBT_RE = re.compile(
+    r"记不清|记不住|记不得|不记得|没仔细看|没看清|看不清|不确定|说不好|说不准|不太准|不准|搞混|忘了|还是.{0,8}来着|也可能|"
+    r"或者|可能.{0,8}可能|好像.{0,8}好像"
+)
+_RANGE_WORD_RE = re.compile(r"到|至|~|-|之间")
+_FILLER_ONLY_RE = re.compile(r"^(?:嗯|啊|呃|额|哦|喂|那个|就是|这个|然后)+$")
+# The temperature question answered without a number but about the temperature (正常, 没量, 体温计坏了).
+_TEMP_NORMAL_RE = re.compile(r"正常|没量|没有量|没测|量|体温计|温度计|烫|烧|热")
 
 
 class _Clauses:
@@ -329,6 +348,7 @@ class _Clauses:
         "plan",
         "double",
         "numeric",
+        "bare_verbs",
     )
 
     def __init__(self) -> None:
@@ -346,10 +366,26 @@ class _Clauses:
         self.plan = False
         self.double = False
         self.numeric = False
+        self.bare_verbs: list[int] = []  # 去 / 出门 with no aspect (还能去哪): weaker than 去过 / 没去
+
+
+# A degree complement after a symptom (咳得睡不着, 疼得说不出话) describes it; its 不 negates nothing.
+_COMPLEMENT_RE = re.compile(r"(?<=[咳烧疼痛晕累痒吐喘])得[^，?]*")
+
+
+# A-not-A echoes of the question (出没出去, 去没去过, 做没做): asking, not answering; read like 有没有.
+_A_NOT_A_RE = re.compile(r"(?<![没不])(?![没不算])([\u4e00-\u9fff])(?:没|不)\1[过了]?")
+
+
+# 没什么力气 / 没啥精神: a symptom with a quantifier inside (read as 没力气 / 没精神), not "nothing".
+_LACK_RE = re.compile(r"没(?:有)?(?:什么|啥|多少|多大|太多|一点)(力气|劲|精神|胃口|味道|味觉|嗅觉)")
 
 
 def _analyze(t: str) -> _Clauses:
     out = _Clauses()
+    t = _LACK_RE.sub(r"没\1", t)
+    t = _COMPLEMENT_RE.sub("", t)
+    t = _A_NOT_A_RE.sub(lambda m: "有没有" if m.group(1) not in "有是对" else m.group(), t)
     clauses = _CLAUSE_RE.split(t)
     asked = _QUESTION_CLAUSE_RE.findall(t) if "?" in t and len(clauses) > 1 else []
     for clause in clauses:
@@ -367,6 +403,7 @@ def _analyze(t: str) -> _Clauses:
         future = False
         neg_domain = "agree"
         prev = ""
+        bare: list[int] = []
         verb_at: list[int] = []  # indexes in `exist` that came from a verb (去了, 出去过)
         local = False
         for w in words:
@@ -406,6 +443,10 @@ def _analyze(t: str) -> _Clauses:
                     pol = -1
                     out.future = True
                 out.double = out.double or scope >= 2
+                if kind == VBARE and ((pol > 0 and not scope) or (scope and neg_domain == "agree")):
+                    # 还能去哪 / 每天还去跳舞 / 我们不住一起: a habit or a wish, not a past event
+                    bare.append(pol)
+                    continue
                 verb_at.append(len(exist))
                 exist.append(pol)
                 if pol > 0 and pending:
@@ -472,6 +513,8 @@ def _analyze(t: str) -> _Clauses:
             else:
                 agree.append(pol)
         sym_pos.extend(pending)
+        if local and bare:  # 就去超市买东西: a local errand is not a trip
+            bare = [-1] * len(bare)
         if local and verb_at:  # 去了趟超市: went somewhere local, i.e. did not travel
             for i in verb_at:
                 exist[i] = -1
@@ -483,7 +526,21 @@ def _analyze(t: str) -> _Clauses:
         out.sym_neg.extend(s for s in sym_neg if s not in out.sym_neg)
         out.exist.extend(exist)
         out.agree.extend(agree)
+        out.bare_verbs.extend(bare)
+    if out.bare_verbs and not out.exist and not out.agree and not out.unk:  # 我回老家 alone: still a yes
+        out.exist.extend(out.bare_verbs)
     return out
+
+
+_ANSWER_WORD_RE = re.compile(
+    r"^(?:没有|没|有|有的|是|是的|对|对的|不是|不|去过|没去过|没去|做了|没做|做过|接触过|没接触过|还没|还没有|"
+    r"应该没有|应该有|好像有|好像没有|可能有|可能没有|大概没有|肯定没有|肯定有)(?:吧|啊|呀|的)?$"
+)
+
+
+def _has_answer_clause(t: str) -> bool:
+    """Some clause is a plain answer word (没有 / 有 / 是 / 去过 ...), possibly hedged."""
+    return any(_ANSWER_WORD_RE.match(_FILLER_EDGE_RE.sub("", c)) for c in re.split(r"[，?]+", t) if c)
 
 
 def _dedupe(items: list[str]) -> tuple[str, ...]:
@@ -506,11 +563,20 @@ class BuiltinNlu:
         return self.parse(text, expect)
 
     def parse(self, text: str, expect: Expectation) -> NluResult:
-        """Understand one reply to a question that expects `expect.kind`."""
+        """Understand one reply to a question that expects `expect.kind` (about `expect.topic`)."""
         t = normalize(text)
+        kind = expect.kind
+        keys = ctx.key_text(text) if kind in ("yes_no", "temperature") else None
+        if keys is not None:
+            res = self._keys(keys, expect)
+            if res is not None:
+                return res
         if not t.strip("，?"):
             return NluResult("no_match", confidence=0.0)
-        kind = expect.kind
+        if expect.topic and kind in ("yes_no", "temperature"):
+            res = self._in_context(t, text, expect)
+            if res is not None:
+                return res
         glob = self._global(t, free=kind == "free_text")
         if glob is not None:
             if glob.intent == "repeat" and kind == "yes_no" and _INQUIRY_RE.search(t):
@@ -519,9 +585,9 @@ class BuiltinNlu:
                     return answered
             return glob
         if kind == "yes_no":
-            res = self._yes_no(t, text)
+            res = self._yes_no_in_topic(t, text, expect.topic)
         elif kind == "temperature":
-            res = self._temperature(t, text)
+            res = self._temperature(t, text, expect.topic)
         elif kind == "choice":
             res = self._choice(t, expect)
         elif kind == "free_text":
@@ -534,6 +600,109 @@ class BuiltinNlu:
         if res.intent == "no_match" and _WEAK_REPEAT_RE.match(t):
             return NluResult("repeat", confidence=0.8)
         return res
+
+    # ----------------------------------------------------------------- context
+
+    def _keys(self, keys: str, expect: Expectation) -> NluResult | None:
+        """Key presses that arrived as text read exactly like real ones (37*5# = 37.5)."""
+        value = parse_key_temperature(keys.rstrip("#")) if keys.rstrip("#") else None
+        if expect.kind == "temperature":
+            if value is not None:
+                return NluResult("temperature", value, 1.0, False, self.name, (("keys", keys),))
+            return None
+        if len(keys.rstrip("#")) == 1:
+            return None  # "1" / "2": the yes/no reading below handles it
+        if value is not None and expect.topic and expect.topic != "temperature":
+            return NluResult("other_answer", None, 0.9, False, self.name, (("temperature", value),))
+        return None
+
+    def _in_context(self, t: str, raw: str, expect: Expectation) -> NluResult | None:
+        """The "not an answer" kinds, which need the question's context (see dialogs.nlu.context)."""
+        if _OPT_OUT_RE.search(t):
+            return self._global(t, free=False)
+        if ctx.hold_on(t):
+            return NluResult("hold_on", None, 0.9, False, self.name)
+        if ctx.scam(t):
+            return NluResult("scam", None, 0.9, False, self.name)
+        if ctx.ask_bot(t):
+            return NluResult("ask_bot", None, 0.9, False, self.name)
+        topic = expect.topic
+        relatives = [p for _, phrases in expect.keywords for p in phrases]
+        who = ctx.self_identification(t, relatives)
+        if who is not None:
+            glob = self._global(t, free=False)
+            kind, word = who
+            if kind == "relative":
+                if glob is not None and glob.intent in ("opt_out", "human"):
+                    return glob
+                if glob is not None and glob.intent == "busy" and ctx._LATER_RE.search(t):
+                    return glob
+                if topic == "identity":
+                    return NluResult("self_relative", word, 0.9, False, self.name, (("family", word),))
+            elif kind == "other":
+                if topic == "identity" and (glob is None or glob.intent not in ("opt_out", "human", "busy")):
+                    return NluResult("deny", False, 0.85, False, self.name, (("other_person", word),))
+            else:
+                if glob is not None and glob.intent in ("opt_out", "human", "busy", "wrong_number"):
+                    return glob
+                if topic != "identity":  # 是我，没有: an answer after saying who is speaking
+                    rest = "，".join(c for c in re.split(r"[，?]+", t) if c and not ctx.is_self_clause(c))
+                    kinds = {_LEXICON[m.group()][0] for m in _LEX_RE.finditer(rest)}
+                    if rest and kinds & {NEG, EXIST, SYM} and expect.kind == "yes_no":
+                        res = self._yes_no_in_topic(rest, rest, topic)
+                        if res.intent in ("affirm", "deny", "unsure"):
+                            return res
+                return NluResult("self_resident", None, 0.9, False, self.name)
+        if ctx.is_ack(t.rstrip("?")) and "?" not in t:
+            bare_um = ctx.is_bare_um(t)
+            if not bare_um or topic in ("symptoms", "temperature"):
+                return NluResult("ack", None, 0.8, False, self.name)
+        return None
+
+    def _yes_no_in_topic(self, t: str, raw: str, topic: str) -> NluResult:
+        """A yes/no reply read against the question's topic: clauses about another question are left
+        out; a reply only about another question is `other_answer`; hedged both ways is `unsure`."""
+        if topic in ("", "generic", "identity", "temperature"):
+            return self._finish_yes_no(self._yes_no(t, raw), t)
+        own: list[str] = []
+        foreign: set[str] = set()
+        for clause in re.split(r"[，?]+", t):
+            if not clause:
+                continue
+            words = [m.group() for m in _LEX_RE.finditer(clause)]
+            sym = any(_LEXICON[w][0] in (SYM, WELL) for w in words)
+            temps = [x for x in find_temperatures(clause) if x.plausible] if _HAS_NUMBER_RE.search(clause) else []
+            topics = ctx.clause_topics(clause, sym, bool(temps))
+            if topic == "symptoms" and temps and max(x.value for x in temps) >= FEVER_THRESHOLD_C:
+                topics.add("symptoms")
+            if topic == "travel" and "在家" in clause:
+                topics.add("travel")
+            if not topics or topic in topics:
+                own.append(clause)
+            else:
+                foreign |= topics
+        if foreign:  # 嗯，有点咳嗽 at the travel question: the 嗯 is not an answer
+            own = [c for c in own if not (ctx.is_ack(c) or _FILLER_ONLY_RE.match(c))]
+        if not own:
+            return NluResult("other_answer", None, 0.85, False, self.name, (("about", tuple(sorted(foreign))),))
+        kept = "，".join(own)
+        res = self._finish_yes_no(self._yes_no(kept, kept), kept)
+        if res.intent == "no_match" and foreign:
+            return NluResult("other_answer", None, 0.8, False, self.name, (("about", tuple(sorted(foreign))),))
+        return res
+
+    def _finish_yes_no(self, res: NluResult, t: str) -> NluResult:
+        """Hedged both ways (可能有也可能没有) is unsure, whatever the last clause said."""
+        if res.intent in ("affirm", "deny") and ctx.both_ways(t):
+            return NluResult("unsure", None, 0.7, True, self.name, (("both_ways", True),))
+        return res
+
+    @staticmethod
+    def _answer_then_explanation(t: str) -> bool:
+        """没有，就是干活累的: a plain answer first, the busy word only in what explains it (no call-back asked)."""
+        first, sep, rest = t.partition("，")
+        return bool(sep) and bool(_ANSWER_WORD_RE.match(_FILLER_EDGE_RE.sub("", first))) and not _BUSY_RE.search(
+            first) and not _CALLBACK_VERB_RE.search(t) and not _CALLBACK_RE.search(t)
 
     def _answer_beside_inquiry(self, t: str, raw: str) -> NluResult | None:
         """是我，什么事 / 没有，你哪位: the yes/no answer next to a question about the caller, if any."""
@@ -558,8 +727,9 @@ class BuiltinNlu:
             return NluResult("human", confidence=0.95)
         if (
             _BUSY_RE.search(t)
-            and not _OTHER_PERSON_RE.match(_FILLER_EDGE_RE.sub("", t))
+            and not (_OTHER_PERSON_RE.match(_FILLER_EDGE_RE.sub("", t)) and not _LATER_CALL_RE.search(t))
             and not (_BUSY_REASON_RE.search(t) and _DONE_ANSWER_RE.search(t))
+            and not self._answer_then_explanation(t)
         ):
             return NluResult("busy", value=parse_callback_time(t), confidence=0.9)
         if _REPEAT_RE.search(t):
@@ -615,6 +785,9 @@ class BuiltinNlu:
                         a.sym_pos.append("fever")
                     else:
                         intent, conf = "deny", 0.85
+        if intent and a.unk and not a.sym_pos and not _has_answer_clause(t):
+            # 他去没去我不知道，他自己住: the explanation beside "I don't know" is not an answer
+            return NluResult("unsure", confidence=0.85)
         if not intent:
             if a.well:
                 intent, conf = "deny", 0.8
@@ -663,21 +836,29 @@ class BuiltinNlu:
 
     # ----------------------------------------------------------------- temperature
 
-    def _temperature(self, t: str, raw: str) -> NluResult:
-        temp = find_temperature(raw)
-        if temp is not None:
-            if temp.plausible:
-                conf = 0.6 if temp.approximate else 0.95
-                return NluResult(
-                    "temperature",
-                    temp.value,
-                    conf,
-                    temp.approximate or conf < self.low_confidence,
-                    self.name,
-                    (("heard", temp.span),),
-                )
-            return NluResult("unsure", None, 0.7, True, self.name, (("implausible", temp.value),))
+    def _temperature(self, t: str, raw: str, topic: str = "") -> NluResult:
+        """One plausible value; a vague value (三十七度多), a range, two values on both sides of the fever
+        threshold or given with self-declared doubt (记不清, 没仔细看) are `unsure` with what was heard."""
+        # 一直 / 一下 / 一趟 are not readings: a bare small number without 度 says nothing about the temperature
+        found = [x for x in find_temperatures(raw) if x.plausible or x.value >= 10 or "度" in x.span]
+        plausible = [x for x in found if x.plausible]
+        if plausible:
+            last = plausible[-1]
+            why = self._vague_temperature(plausible, t)
+            if why is not None:
+                return NluResult("unsure", None, 0.7, True, self.name, (("heard", last.span), (why, True)))
+            conf = 0.75 if last.approximate else 0.95
+            return NluResult(
+                "temperature", last.value, conf, last.approximate or conf < self.low_confidence, self.name,
+                (("heard", last.span),),
+            )
+        if found:
+            return NluResult("unsure", None, 0.7, True, self.name, (("implausible", found[-1].value),))
         a = _analyze(t)
+        if topic and not a.unk:
+            other = self._other_topics(t)
+            if other:
+                return NluResult("other_answer", None, 0.8, False, self.name, (("about", tuple(sorted(other))),))
         detail: list[tuple[str, Any]] = []
         if a.sym_neg or a.well:
             detail.append(("normal", True))
@@ -686,6 +867,34 @@ class BuiltinNlu:
         if a.unk or detail or a.exist or a.agree or a.hedge or a.weak:
             return NluResult("unsure", None, 0.8, True, self.name, tuple(sorted(detail)))
         return NluResult("no_match", confidence=0.0)
+
+    @staticmethod
+    def _vague_temperature(values: list[Temperature], t: str) -> str | None:
+        if any(x.vague for x in values):
+            return "vague"
+        distinct = sorted({x.value for x in values})
+        if len(distinct) > 1:
+            if distinct[0] < FEVER_THRESHOLD_C <= distinct[-1]:
+                return "conflicting"
+            if _RANGE_WORD_RE.search(t) or _DOUBT_RE.search(t):
+                return "range"
+        if _DOUBT_RE.search(t):
+            return "doubtful"
+        return None
+
+    @staticmethod
+    def _other_topics(t: str) -> set[str]:
+        """Topics other than the temperature a number-less reply at the temperature question is about."""
+        out: set[str] = set()
+        if _TEMP_NORMAL_RE.search(t):
+            return out
+        for clause in re.split(r"[，?]+", t):
+            words = [m.group() for m in _LEX_RE.finditer(clause)]
+            sym = any(_LEXICON[w][0] == SYM and _LEXICON[w][1] != "fever" for w in words)
+            fever = any(_LEXICON[w][0] == SYM and _LEXICON[w][1] == "fever" for w in words)
+            topics = ctx.clause_topics(clause, sym and not fever, False) - {"temperature"}
+            out |= topics
+        return out
 
     # ----------------------------------------------------------------- choice
 

@@ -21,7 +21,7 @@ import httpx
 from dialogs.nlu.builtin import BuiltinNlu
 from dialogs.nlu.temperature import find_temperature
 from dialogs.nlu.timeparse import parse_callback_time
-from dialogs.nlu.types import GLOBAL_INTENTS, Expectation, Nlu, NluResult
+from dialogs.nlu.types import GLOBAL_INTENTS, NOT_ANSWER_INTENTS, Expectation, Nlu, NluResult
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,20 @@ class RasaNlu:
 
     # ----------------------------------------------------------------- public
 
+    def _in_context(self, text: str, expect: Expectation) -> NluResult | None:
+        """Rasa does not know the question: the "not an answer" kinds (hold on, an acknowledgement, an
+        answer to another question, who is speaking, robot or scam questions) come from the built-in
+        reading with the question's context."""
+        if not expect.topic:
+            return None
+        local = self.fallback.parse(text, expect)
+        return local if local.intent in NOT_ANSWER_INTENTS else None
+
     def parse(self, text: str, expect: Expectation) -> NluResult:
         """Ask Rasa (blocking); on any failure answer with the fallback NLU and count it."""
+        local = self._in_context(text, expect)
+        if local is not None:
+            return local
         try:
             data = self._post(text)
         except RasaError as exc:
@@ -134,6 +146,9 @@ class RasaNlu:
 
     async def understand(self, text: str, expect: Expectation) -> NluResult:
         """Ask Rasa without blocking the event loop (live calls); same answers and fallbacks as `parse`."""
+        local = self._in_context(text, expect)
+        if local is not None:
+            return local
         try:
             data = await self._apost(text)
         except RasaError as exc:

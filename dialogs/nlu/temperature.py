@@ -38,6 +38,7 @@ class Temperature:
     approximate: bool
     plausible: bool
     span: str
+    vague: bool = False  # not one value: 三十七度多 / 三十七度几 / 三十七八度 / a range (三十七到三十八度)
 
 
 _CN_DIGITS = {
@@ -154,7 +155,8 @@ def normalize_numbers(text: str) -> str:
     return _RANGE_RE.sub(r"\1~\2", t)
 
 
-def _candidate(m: re.Match[str]) -> tuple[float, bool] | None:
+def _candidate(m: re.Match[str]) -> tuple[float, bool, bool] | None:
+    """(value, approximate, vague) of one match."""
     whole = int(m.group("int"))
     int2 = m.group("int2")
     dec = m.group("dec")
@@ -162,21 +164,42 @@ def _candidate(m: re.Match[str]) -> tuple[float, bool] | None:
     approximate = bool(m.group("more"))
     if int2 is not None:
         value = (whole + int(int2)) / 2
-        return value, True
+        return value, True, True
     if dec is not None:
-        return whole + int(dec) / (10 ** len(dec)), approximate
+        return whole + int(dec) / (10 ** len(dec)), approximate, approximate
     if frac is not None:
         if frac == "半":
-            return whole + 0.5, approximate
+            return whole + 0.5, approximate, approximate
         if "~" in frac:  # 37度2~3: between 37.2 and 37.3
             a, b = frac.split("~")
-            return whole + (int(a) + int(b)) / 20, True
+            return whole + (int(a) + int(b)) / 20, True, False
         if len(frac) == 2 and int(frac[1]) == int(frac[0]) + 1:  # 三十七度二三 = 37.2 to 37.3
-            return whole + (int(frac[0]) + int(frac[1])) / 20, True
-        return whole + int(frac) / (10 ** len(frac)), approximate
+            return whole + (int(frac[0]) + int(frac[1])) / 20, True, False
+        return whole + int(frac) / (10 ** len(frac)), approximate, approximate
     if approximate:  # 37度多 / 36点几: somewhere above 37
-        return whole + 0.5, True
-    return float(whole), approximate
+        return whole + 0.5, True, True
+    return float(whole), approximate, False
+
+
+def find_temperatures(text: str) -> list[Temperature]:
+    """Every temperature reading a reply states, in order (plausible or not)."""
+    t = normalize_numbers(text)
+    if not any(c.isdigit() for c in t):
+        return []
+    out: list[Temperature] = []
+    fahrenheit = _FAHRENHEIT_RE.search(t) is not None
+    hedged = _APPROX_RE.search(t) is not None
+    for m in _TEMP_RE.finditer(t):
+        got = _candidate(m)
+        if got is None:
+            continue
+        value, approximate, vague = got
+        if fahrenheit and 93.0 <= value <= 110.0:
+            value = (value - 32.0) * 5.0 / 9.0
+        value = round(value, 2)
+        plausible = MIN_PLAUSIBLE_C <= value <= MAX_PLAUSIBLE_C
+        out.append(Temperature(value, approximate or hedged, plausible, m.group(), vague))
+    return out
 
 
 def find_temperature(text: str) -> Temperature | None:
@@ -185,28 +208,34 @@ def find_temperature(text: str) -> Temperature | None:
     The last plausible reading wins; when no reading is plausible, the last number is returned with
     `plausible=False` so the caller can say "unsure" and still log what was heard.
     """
-    t = normalize_numbers(text)
-    if not any(c.isdigit() for c in t):
+    found = find_temperatures(text)
+    plausible = [t for t in found if t.plausible]
+    if plausible:
+        return plausible[-1]
+    return found[-1] if found else None
+
+
+def parse_key_temperature(keys: str) -> float | None:
+    """Keys typed for a temperature (without the closing #) -> °C, or None if implausible.
+
+    `37*5` -> 37.5; `375` -> 37.5 (three digits: the last is the tenth); `37` -> 37.0. The engine reads
+    real key presses with it and the NLU reads key presses that arrived as text (37*5#), so both give
+    the same value.
+    """
+    if keys.count("*") > 1 or not keys.replace("*", "").isdigit():
         return None
-    best: Temperature | None = None
-    fallback: Temperature | None = None
-    fahrenheit = _FAHRENHEIT_RE.search(t) is not None
-    hedged = _APPROX_RE.search(t) is not None
-    for m in _TEMP_RE.finditer(t):
-        got = _candidate(m)
-        if got is None:
-            continue
-        value, approximate = got
-        if fahrenheit and 93.0 <= value <= 110.0:
-            value = (value - 32.0) * 5.0 / 9.0
-        value = round(value, 2)
-        plausible = MIN_PLAUSIBLE_C <= value <= MAX_PLAUSIBLE_C
-        temp = Temperature(value, approximate or hedged, plausible, m.group())
-        if plausible:
-            best = temp
-        else:
-            fallback = temp
-    return best if best is not None else fallback
+    if "*" in keys:
+        whole, _, frac = keys.partition("*")
+        if not whole or len(frac) > 1:
+            return None
+        value = float(f"{whole}.{frac or 0}")
+    elif len(keys) == 3:
+        value = int(keys) / 10
+    elif len(keys) == 2:
+        value = float(keys)
+    else:
+        return None
+    return value if MIN_PLAUSIBLE_C <= value <= MAX_PLAUSIBLE_C else None
 
 
 def parse_temperature(text: str) -> float | None:

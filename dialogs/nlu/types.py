@@ -7,9 +7,17 @@ from typing import Any, Protocol, runtime_checkable
 
 # Intents an answer can have. Global intents work in every question.
 GLOBAL_INTENTS = ("repeat", "busy", "human", "wrong_number", "opt_out")
-YES_NO_INTENTS = ("affirm", "deny", "unsure", *GLOBAL_INTENTS)
-TEMPERATURE_INTENTS = ("temperature", "unsure", *GLOBAL_INTENTS)
+# Replies that are not an answer to the question asked; the engine re-asks, waits or explains instead
+# of guessing: someone asks to wait / fetches the resident, an acknowledgement only (嗯, 好的 at an
+# either-or question), an answer to another question (a temperature at the travel question), the
+# speaker saying they are the resident or a relative (value: the relation word), "are you a robot?",
+# and suspecting a scam.
+NOT_ANSWER_INTENTS = ("hold_on", "ack", "other_answer", "self_resident", "self_relative", "ask_bot", "scam")
+YES_NO_INTENTS = ("affirm", "deny", "unsure", *GLOBAL_INTENTS, *NOT_ANSWER_INTENTS)
+TEMPERATURE_INTENTS = ("temperature", "unsure", *GLOBAL_INTENTS, *NOT_ANSWER_INTENTS)
 EXPECT_TYPES = ("yes_no", "temperature", "choice", "free_text")
+# What a question is about (a script node's `topic`); "" = unknown, read without context.
+TOPICS = ("identity", "symptoms", "temperature", "travel", "contact", "second_test", "generic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +26,11 @@ class Expectation:
 
     kind: str  # one of EXPECT_TYPES
     options: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # The question's context: its topic (TOPICS) and the script's keywords (branch -> phrases), e.g.
+    # the relatives a script names (family: [女儿, 老伴, ...]) so a relative is recognised at every
+    # identity question.
+    topic: str = ""
+    keywords: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from campaigns.service import (
 from dialer.base import Telephony, TelephonyError
 from dialer.media import MediaSession
 from dialogs.types import DialogSession, ScreeningResult
-from outreach.config import Config
+from outreach.config import Config, script_vars
 from outreach.context import fail, get_ctx
 from outreach.services import ServiceError
 from outreach.services import campaigns as services
@@ -49,7 +49,8 @@ build_nlu = services.build_nlu
 
 
 def build_sessions(config: Config) -> ScriptSessions:
-    return make_session_factory(build_nlu(config), low_confidence=config.nlu.low_confidence)
+    return make_session_factory(build_nlu(config), low_confidence=config.nlu.low_confidence,
+                                script_vars=script_vars(config))
 
 
 def build_telephony(config: Config, *, dial_log: Path | None = None, realtime_clock: Clock | None = None) -> Telephony:

@@ -11,6 +11,7 @@ import typer
 
 from dialogs.script import Script, ScriptError, check_script, load_script
 from dialogs.types import Action, Dtmf, End, Event, HangUp, Listen, NoInput, Say, ScreeningResult, Utterance
+from outreach.config import script_vars
 from outreach.context import fail, get_ctx
 
 app = typer.Typer(help="Check and try screening scripts.", no_args_is_help=True)
@@ -20,16 +21,60 @@ _DTMF_KEYS = set("0123456789*#")
 
 
 @app.command("check")
-def check(file: Path = typer.Argument(..., help="Script YAML file.")) -> None:
-    """Validate a script: prints one 'file:line: message' per problem; exit 0 if sound, 2 if not."""
+def check(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Script YAML file."),
+    max_prompt_s: float | None = typer.Option(
+        None, "--max-prompt-s", min=1.0, help="Warn about prompts longer than this (default: the script's settings.max_prompt_s, 8 s)."
+    ),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Skip rendering the prompts to check their length."),
+) -> None:
+    """Validate a script: prints one 'file:line: message' per problem; exit 0 if sound, 2 if not.
+
+    Also renders every prompt with the offline voice (at the configured rate) and warns about prompts
+    whose audio is longer than the limit (warnings do not change the exit status).
+    """
     issues = check_script(file)
     if issues:
         for issue in issues:
             typer.echo(str(issue), err=True)
         typer.echo(f"{len(issues)} problem(s) in {file}", err=True)
         raise typer.Exit(2)
-    script = load_script(file)
-    print(f"ok: {file}: {len(script.nodes)} nodes, fields: {', '.join(script.fields)}, {len(script.rules)} rules")
+    script = load_script(file).with_vars(script_vars(get_ctx(ctx).config()))
+    warnings = [] if no_audio else _prompt_length_warnings(ctx, script, max_prompt_s)
+    for w in warnings:
+        typer.echo(str(w), err=True)
+    print(f"ok: {file}: {len(script.nodes)} nodes, fields: {', '.join(script.fields)}, {len(script.rules)} rules"
+          + (f"; {len(warnings)} long prompt(s)" if warnings else ""))
+
+
+def _prompt_length_warnings(ctx: typer.Context, script: Script, limit_s: float | None) -> list[Any]:
+    """Render each prompt once (for the example contact) with espeak-ng and measure it."""
+    import asyncio
+
+    from tts.audio import duration_s
+    from tts.base import TtsError
+    from tts.espeak import EspeakEngine
+
+    cfg = get_ctx(ctx).config().tts
+    engine = EspeakEngine(voice=cfg.espeak_voice, rate=cfg.rate, pitch=cfg.pitch)
+    texts = sorted({script.render(t, DEFAULT_CONTACT) for _, _, t in script.prompt_sources()})
+
+    async def measure() -> dict[str, float]:
+        sem = asyncio.Semaphore(4)
+
+        async def one(text: str) -> tuple[str, float | None]:
+            async with sem:
+                try:
+                    return text, duration_s(await engine.synthesize(text))
+                except TtsError as exc:
+                    typer.echo(f"warning: prompt lengths not checked for {text!r}: {exc}", err=True)
+                    return text, None
+
+        done = await asyncio.gather(*(one(t) for t in texts))
+        return {t: d for t, d in done if d is not None}
+
+    return script.long_prompts(DEFAULT_CONTACT, asyncio.run(measure()), limit_s)
 
 
 def parse_reply(line: str) -> list[Event]:
@@ -148,6 +193,7 @@ def try_script(
         raise typer.Exit(2) from None
     person = _contact(contact)
     cfg = get_ctx(ctx).config()
+    script = script.with_vars(script_vars(cfg))
     from dialogs.nlu import make_nlu
 
     nlu = make_nlu(cfg.nlu)

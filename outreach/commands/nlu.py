@@ -38,24 +38,33 @@ def nlu_command(
     option: list[str] = typer.Option(
         [], "--option", help="For --expect choice: KEY=phrase1,phrase2 (repeat for each option)."
     ),
+    topic: str = typer.Option(
+        "", "--topic",
+        help="What the question is about: identity, symptoms, temperature, travel, contact, second_test, generic "
+        "(enables the 'not an answer' intents: hold_on, ack, other_answer, self_resident, self_relative, ask_bot, scam).",
+    ),
 ) -> None:
     """Read one reply per line from stdin; print {"text","intent","value","confidence"} per line.
 
     Intents for yes_no: affirm (value true), deny (false), unsure, repeat, busy (value: callback time or
     null), human, wrong_number, opt_out. For temperature: temperature (value °C) or unsure, or a global
-    intent. A reply that fits nothing is reported as unsure with confidence 0. Uses nlu.engine from the
-    config (builtin unless configured otherwise).
+    intent. With --topic, also the "not an answer" intents (self_relative: value is the relation word).
+    A reply that fits nothing is reported as unsure with confidence 0. Uses nlu.engine from the config
+    (builtin unless configured otherwise).
     """
     if expect not in _EXPECT_CHOICES:
         fail(f"--expect {expect!r}: expected one of {', '.join(_EXPECT_CHOICES)}")
     from dialogs.nlu import make_nlu
-    from dialogs.nlu.types import Expectation
+    from dialogs.nlu.types import TOPICS, Expectation
+
+    if topic and topic not in TOPICS:
+        fail(f"--topic {topic!r}: expected one of {', '.join(TOPICS)}")
 
     options = _parse_options(option)
     if expect == "choice" and not options:
         fail("--expect choice needs at least one --option KEY=phrase1,phrase2")
     engine = make_nlu(get_ctx(ctx).config().nlu)
-    expectation = Expectation(expect, options)
+    expectation = Expectation(expect, options, topic=topic)
     out = sys.stdout
     for line in sys.stdin:
         text = line.rstrip("\r\n")

@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from outreach.config import script_vars
 from outreach.context import fail, get_ctx
 from tts.audio import AudioFormatError, duration_s, write_wav
 from tts.base import TtsEngine, TtsError
@@ -42,7 +43,7 @@ def _engine(ctx: typer.Context, engine: str | None) -> tuple[TtsEngine, PromptCa
     return eng, PromptCache(cfg.cache_dir)
 
 
-def _script_texts(script: Path) -> tuple[list[str], int]:
+def _script_texts(script: Path, variables: dict[str, str] | None = None) -> tuple[list[str], int]:
     """(static prompts to render, number of per-contact templates) of a script file."""
     try:
         from dialogs.script import ScriptError, load_script
@@ -54,6 +55,8 @@ def _script_texts(script: Path) -> tuple[list[str], int]:
     except ScriptError as exc:
         fail(str(exc))
         raise
+    if variables:
+        loaded = loaded.with_vars(variables)
     return static_prompts(loaded), len(template_prompts(loaded))
 
 
@@ -63,7 +66,7 @@ def _collect(ctx: typer.Context, script: Path | None, texts: list[str]) -> tuple
     prompts: list[str] = []
     templated = 0
     if script is not None:
-        prompts, templated = _script_texts(script)
+        prompts, templated = _script_texts(script, script_vars(get_ctx(ctx).config()))
     prompts.extend(texts)
     return prompts, templated
 

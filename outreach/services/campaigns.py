@@ -14,7 +14,7 @@ from campaigns.policy import PolicyError, RetryPolicy
 from campaigns.service import ScriptLoadError, campaign_script, file_sha256, read_script, resolve_script
 from campaigns.windows import CallingWindows, WindowSpecError
 from dialogs.nlu.types import Nlu
-from outreach.config import Config
+from outreach.config import Config, script_vars
 from outreach.services import ServiceError
 from results import campaigns as db
 from results.store import Store
@@ -182,7 +182,8 @@ def missing_prompts(config: Config, script_path: str) -> tuple[list[str], bool]:
     from dialogs.script import load_script
     from tts.cache import check_prompts, static_prompts
 
-    check = check_prompts(config.tts, static_prompts(load_script(resolve_script(script_path))))
+    script = load_script(resolve_script(script_path)).with_vars(script_vars(config))
+    check = check_prompts(config.tts, static_prompts(script))
     return list(check.missing), check.fallback
 
 
@@ -202,6 +203,7 @@ def require_prompts(config: Config, store: Store, name: str) -> None:
     info = get_campaign(store, name)
     try:
         script = campaign_script(info) if info.script_text else load_script(resolve_script(info.script_path))
+        script = script.with_vars(script_vars(config))
     except CampaignPrepareError as exc:
         raise ServiceError(f"campaign {name!r}: {exc}", zh=f"活动“{name}”的话术脚本不可用：{exc}") from exc
     except ScriptError as exc:
