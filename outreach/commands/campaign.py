@@ -15,12 +15,11 @@ import typer
 
 from campaigns.clock import Clock, ScaledClock, VirtualClock, WallClock
 from campaigns.demo import DemoSettings
-from campaigns.engine import CampaignEngine, EngineSettings, MediaDialogRunner, PromptPreparer, TrunkSpec
+from campaigns.engine import CampaignEngine, EngineSettings, MediaDialogRunner, TrunkSpec
 from campaigns.service import (
     PeriodicJob,
     ScriptLoadError,
     ScriptSessions,
-    make_prompt_preparer,
     make_session_factory,
     make_simulated_network,
     serve,
@@ -103,21 +102,6 @@ def build_media_runner(config: Config, telephony: Telephony | None = None) -> Me
         return report.result, asyncio.get_running_loop().time() - t0
 
     return runner
-
-
-def build_prompt_preparer(config: Config, sessions: ScriptSessions) -> PromptPreparer | None:
-    """Voice backends: each contact's templated prompts rendered into the TTS cache before the call."""
-    if config.telephony.backend == "simulated":
-        return None
-    from tts.cache import PromptCache, make_engine, prerender_for_contacts
-
-    tts_engine = make_engine(config.tts)
-    cache = PromptCache(config.tts.cache_dir)
-
-    async def render(script: Any, contacts: list[Any]) -> None:
-        await prerender_for_contacts(script, contacts, tts_engine, cache)
-
-    return make_prompt_preparer(sessions, render)
 
 
 def build_engine_settings(config: Config, *, worker: str | None = None, slice_s: float | None = None) -> EngineSettings:
@@ -368,7 +352,7 @@ def run(
         return
     sessions = build_sessions(cfg)
     engine = CampaignEngine(store, telephony, clock, sessions, settings=settings, campaigns=campaign,
-                            media_runner=media_runner, prepare_prompts=build_prompt_preparer(cfg, sessions))
+                            media_runner=media_runner)
     typer.echo(f"worker {settings.worker}: running ({'virtual time' if virtual_time else 'scaled time' if speed else 'wall clock'})", err=True)
     show_live = sys.stderr.isatty() if live_status is None else live_status
 
