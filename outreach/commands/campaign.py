@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 app = typer.Typer(help="Campaigns: create, start, pause, resume, cancel, status.", no_args_is_help=True)
 
 SIMULATION_RATES = services.SIMULATION_RATES
+INBOUND_UNKNOWN_SCRIPT = "dialogs/scripts/inbound_unknown.yaml"
 
 
 # ----------------------------------------------------------------------------- config -> engine wiring
@@ -102,6 +103,21 @@ def build_media_runner(config: Config, telephony: Telephony | None = None) -> Me
         return report.result, asyncio.get_running_loop().time() - t0
 
     return runner
+
+
+def wire_inbound(config: Config, telephony: Telephony, store: Any, media_runner: MediaDialogRunner) -> None:
+    """Residents calling back (telephony.asterisk.inbound): the backend's inbound calls go to the desk."""
+    from dialer.asterisk.backend import AsteriskTelephony
+
+    if not isinstance(telephony, AsteriskTelephony) or not config.telephony.asterisk.inbound:
+        return
+    from campaigns.inbound import InboundDesk
+    from campaigns.service import resolve_script
+    from dialogs.script import load_script
+
+    script = load_script(resolve_script(INBOUND_UNKNOWN_SCRIPT))
+    nlu = build_nlu(config)
+    telephony.on_inbound = InboundDesk(store, telephony, lambda: script.new_session({}, nlu), media_runner)
 
 
 def build_engine_settings(config: Config, *, worker: str | None = None, slice_s: float | None = None) -> EngineSettings:
@@ -353,6 +369,8 @@ def run(
     sessions = build_sessions(cfg)
     engine = CampaignEngine(store, telephony, clock, sessions, settings=settings, campaigns=campaign,
                             media_runner=media_runner)
+    if media_runner is not None:
+        wire_inbound(cfg, telephony, store, media_runner)
     typer.echo(f"worker {settings.worker}: running ({'virtual time' if virtual_time else 'scaled time' if speed else 'wall clock'})", err=True)
     show_live = sys.stderr.isatty() if live_status is None else live_status
 
