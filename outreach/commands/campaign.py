@@ -366,7 +366,8 @@ def run(
     except TelephonyError as exc:
         fail(str(exc))
         return
-    engine = CampaignEngine(store, telephony, clock, build_sessions(cfg), settings=settings, campaigns=campaign,
+    sessions = build_sessions(cfg)
+    engine = CampaignEngine(store, telephony, clock, sessions, settings=settings, campaigns=campaign,
                             media_runner=media_runner)
     if media_runner is not None:
         wire_inbound(cfg, telephony, store, media_runner)
