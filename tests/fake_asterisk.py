@@ -925,6 +925,7 @@ class AudioSocketCall(asyncio.Protocol):
         assert self.transport is not None
         u = uuidlib.uuid4() if self.scenario.bad_uuid else uuidlib.UUID(self.uuid)
         self.transport.write(_HDR.pack(0x01, 16) + u.bytes)
+        self.fake.log("audiosocket_start", uniqueid=self.ch.uniqueid, uuid=str(u))
         if self.scenario.audiosocket_garbage is not None:
             self.transport.write(self.scenario.audiosocket_garbage)
         self.fake._media.add(self)

@@ -292,3 +292,22 @@ async def test_restart_reconcile_hangs_up_channels_left_by_a_dead_process(pbx: F
         assert await until(lambda: cid not in pbx.channels)
         assert await second.reconcile([cid]) == set()
     assert pbx.dials_per_channel_id() == {cid: 1}
+
+
+async def test_a_service_start_survives_asterisk_being_down_and_dials_once_it_is_back(pbx: FakeAsterisk) -> None:
+    h = AsteriskHarness(pbx)
+    pbx.refuse(True)
+    b = AsteriskTelephony(fast_settings(pbx, start_wait=False, ami=AmiSettings(
+        port=pbx.port, secret="s3cret", connect_timeout_s=0.5, backoff_initial_s=0.05, backoff_max_s=0.2)))
+    await b.start()  # no exception: the service keeps going
+    try:
+        assert not b.health().ok
+        with pytest.raises(TelephonyUnavailable):
+            await b.originate(req(h.phone("busy")))
+        pbx.refuse(False)
+        assert await until(lambda: b.health().ok)
+        assert (await b.originate(req(h.phone("busy")))).outcome is CallOutcome.busy
+    finally:
+        await b.stop()
+    with pytest.raises(TelephonyConfigError, match="Authentication failed"):
+        await AsteriskTelephony(fast_settings(pbx, start_wait=False, ami=AmiSettings(port=pbx.port, secret="bad"))).start()

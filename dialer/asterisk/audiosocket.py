@@ -91,6 +91,8 @@ def encode_dtmf(digit: str) -> bytes:
 
 
 HANGUP_MESSAGE = encode(Kind.HANGUP)
+_AUDIO_HEADER = HEADER.pack(Kind.AUDIO, FRAME_BYTES)
+_AUDIO_MSG = 3 + FRAME_BYTES
 
 
 class Decoder:
@@ -192,7 +194,8 @@ class AudioSocketSession:
     def __init__(self, call_id: str, protocol: _Connection) -> None:
         self._call_id = call_id
         self._proto = protocol
-        self._inbox: asyncio.Queue[MediaEvent] = asyncio.Queue()
+        self._inbox: deque[MediaEvent] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._hangup: HangupEvent | None = None  # read by the consumer
         self.end_reason: str | None = None  # set when the connection ended
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()  # -> reason
@@ -209,13 +212,24 @@ class AudioSocketSession:
         return self.end_reason is not None
 
     async def receive(self) -> MediaEvent:
-        if self._hangup is not None and self._inbox.empty():
-            return self._hangup
-        event = await self._inbox.get()
-        if isinstance(event, HangupEvent):
-            self._hangup = event
-            self._inbox.put_nowait(event)  # keep returning it
+        inbox = self._inbox
+        while not inbox:
+            if self._hangup is not None:
+                return self._hangup
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        event = inbox.popleft()
+        if type(event) is HangupEvent:
+            self._hangup = event  # and it keeps being returned
         return event
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     async def send_audio(self, pcm: bytes) -> None:
         if self.end_reason is not None or self._proto.closing:
@@ -234,15 +248,20 @@ class AudioSocketSession:
     def _deliver(self, event: MediaEvent) -> bool:
         if self.end_reason is not None:
             return True
-        if self._inbox.qsize() >= self._proto.limits.max_queued:
+        if len(self._inbox) >= self._proto.limits.max_queued:
             return False
-        self._inbox.put_nowait(event)
+        if type(event) is AudioFrame:
+            self.frames_in += 1
+        self._inbox.append(event)
+        if self._waiter is not None:
+            self._wake()
         return True
 
     def _closed(self, cause: str) -> None:
         if self.end_reason is None:
             self.end_reason = cause
-            self._inbox.put_nowait(HangupEvent(cause))  # after what arrived before it, in order
+            self._inbox.append(HangupEvent(cause))  # after what arrived before it, in order
+            self._wake()
         if not self.ended.done():
             self.ended.set_result(cause)
 
@@ -282,6 +301,12 @@ class _Connection(asyncio.Protocol):
         if self.closing:
             return
         self._last_rx = asyncio.get_running_loop().time()
+        # Fast path, the common case on a live call: whole 20 ms audio messages and nothing pending.
+        n = len(data)
+        if self.session is not None and not self._pcm and not self.decoder.buffered and n % _AUDIO_MSG == 0:
+            if all(data[i : i + 3] == _AUDIO_HEADER for i in range(0, n, _AUDIO_MSG)):
+                self._audio_frames([data[i + 3 : i + _AUDIO_MSG] for i in range(0, n, _AUDIO_MSG)])
+                return
         try:
             messages = self.decoder.feed(data)
         except AudioSocketProtocolError as exc:
@@ -351,16 +376,25 @@ class _Connection(asyncio.Protocol):
             self._frames_rx += 1
             if not self._push(AudioFrame(frame)):
                 return
-        # Flood: more audio than real time allows (plus a burst).
+        self._check_flood()  # more audio than real time allows (plus a burst)
+
+    def _audio_frames(self, frames: list[bytes]) -> None:
+        self._frames_rx += len(frames)
+        for pcm in frames:
+            if not self._push(AudioFrame(pcm)):
+                return
+        self._check_flood()
+
+    def _check_flood(self) -> None:
         elapsed = asyncio.get_running_loop().time() - self._t0
         allowed = elapsed / self.limits.frame_period_s
         if self._frames_rx > allowed + self.limits.flood_frames:
             self._fail(f"flood: {self._frames_rx} audio frames in {elapsed:.2f} s (real time allows {allowed:.0f})")
 
     def _push(self, event: MediaEvent) -> bool:
-        assert self.session is not None
-        self.session.frames_in += isinstance(event, AudioFrame)
-        if not self.session._deliver(event):
+        session = self.session
+        assert session is not None
+        if not session._deliver(event):
             self._fail(f"backlog: more than {self.limits.max_queued} events not read by the robot")
             return False
         return True

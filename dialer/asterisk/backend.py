@@ -99,7 +99,9 @@ class AsteriskSettings:
     response_margin_s: float = 10.0  # OriginateResponse is due by Timeout + this
     reconnect_wait_s: float = 15.0  # an attempt cut by an AMI drop waits this long for the reconnect
     limits: Limits = field(default_factory=Limits)
-    start_wait: bool = True  # start() waits for the first login (and fails when it does not come)
+    # start() fails when the first login does not come within the AMI connect timeout; False (the
+    # service): it logs and goes on reconnecting. A refused secret always fails.
+    start_wait: bool = True
 
 
 class _Call:
@@ -146,6 +148,10 @@ class AsteriskTelephony(TelephonyBase):
         self._seen: set[str] = set()  # every channel id ever sent (never dialled twice)
         self._active_per_trunk: dict[str, int] = {}
         self._inbound_meta: dict[str, dict[str, str]] = {}  # AudioSocket uuid -> UserEvent fields
+        self._meta_waiters: dict[str, asyncio.Future[None]] = {}
+        self._inbound_channels: dict[str, str] = {}  # AudioSocket uuid of an inbound call -> its channel name
+        # Inbound calls waiting for the dialer to take them: E.164 phone -> (session, meta, taken)
+        self._held: dict[str, tuple[AudioSocketSession, dict[str, str], asyncio.Future[str]]] = {}
         self._state_changed: asyncio.Future[None] | None = None  # resolved (and replaced) on each AMI up/down
         self._started = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -173,13 +179,17 @@ class AsteriskTelephony(TelephonyBase):
                 f"cannot listen for AudioSocket on {self.settings.audiosocket_host}:{self.settings.audiosocket_port}: {exc}"
             ) from exc
         try:
-            await self._ami.start(wait=self.settings.start_wait)
+            await self._ami.start(wait=True)
         except AmiAuthError as exc:
             await self._shutdown()
             raise TelephonyConfigError(str(exc)) from exc
         except AmiDisconnected as exc:
-            await self._shutdown()
-            raise TelephonyUnavailable(str(exc)) from exc
+            if self.settings.start_wait:
+                await self._shutdown()
+                raise TelephonyUnavailable(str(exc)) from exc
+            # A service keeps running: AMI keeps reconnecting, calls meanwhile raise TelephonyUnavailable
+            # (the trunk's breaker pauses dialing, nobody is charged).
+            log.warning("Asterisk not reachable yet: %s", exc)
         self._started = True
 
     async def stop(self) -> None:
@@ -233,6 +243,9 @@ class AsteriskTelephony(TelephonyBase):
             call_uuid = str(uuidlib.UUID(cid))
         except ValueError as exc:
             raise TelephonyConfigError(f"channel id {cid!r} is not a uuid (AudioSocket needs one)") from exc
+        held = self._held.pop(request.phone, None)
+        if held is not None and not held[0].closed:
+            return self._take_inbound(request, call_uuid, *held)
         trunk = self._trunk(request.trunk)
         if not self._ami.connected:
             raise TelephonyUnavailable(f"AMI not connected ({self._ami.last_error or 'connecting'})")
@@ -471,21 +484,33 @@ class AsteriskTelephony(TelephonyBase):
     async def transfer(self, channel_id: str, target: str) -> None:
         """Redirect an answered call to the human queue's dialplan (`target`: extension in the human
         context, or `context,exten`). The AudioSocket app ends; the channel carries OUTREACH_ATTEMPT."""
-        call = self._calls.get(channel_id)
-        if call is None or not call.answered or call.hungup.is_set():
+        call = self._calls.get(channel_id) or self._by_media_id(channel_id)
+        inbound = self._inbound_channels.get(channel_id)
+        if call is not None and call.answered and not call.hungup.is_set():
+            name = call.channel or call.req.channel_id
+        elif inbound is not None:
+            name = inbound
+        else:
             raise TelephonyUnavailable(f"call {channel_id} is not up; cannot transfer it")
         context, _, exten = target.partition(",") if "," in target else ("", "", target)
         context = context or self.settings.human_context
         exten = exten or self.settings.human_exten
         try:
-            await self._ami.send({"Action": "Redirect", "Channel": call.channel or channel_id, "Context": context,
+            await self._ami.send({"Action": "Redirect", "Channel": name, "Context": context,
                                   "Exten": exten, "Priority": 1})
         except AmiActionError as exc:
             raise TelephonyConfigError(f"cannot transfer call {channel_id} to {context},{exten}: {exc.reason}") from exc
         except AmiError as exc:
             raise TelephonyUnavailable(f"cannot transfer call {channel_id}: {exc}") from exc
-        call.transferred = True
+        if call is not None:
+            call.transferred = True
         log.info("call %s transferred to %s,%s", channel_id, context, exten)
+
+    def _by_media_id(self, media_id: str) -> _Call | None:
+        for call in self._calls.values():
+            if call.session is not None and call.session.call_id == media_id:
+                return call
+        return None
 
     # ------------------------------------------------------------------ AMI events
 
@@ -505,7 +530,15 @@ class AsteriskTelephony(TelephonyBase):
         uid = str(getattr(msg, "uniqueid", ""))
         if event == "UserEvent" and getattr(msg, "userevent", "") == "OutreachInbound":
             meta = {"caller": str(msg.callernum), "did": str(msg.did), "channel": str(msg.channel), "uniqueid": uid}
-            self._inbound_meta[str(msg.uuid)] = meta
+            try:
+                key = str(uuidlib.UUID(str(msg.uuid)))
+            except ValueError:
+                log.warning("inbound UserEvent with a bad Uuid %r; check the outreach-inbound context", msg.uuid)
+                return
+            self._inbound_meta[key] = meta
+            waiter = self._meta_waiters.get(key)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
             return
         call = self._calls.get(uid)
         if call is None:
@@ -522,12 +555,72 @@ class AsteriskTelephony(TelephonyBase):
 
     # ------------------------------------------------------------------ inbound
 
+    def hold_inbound(self, phone: str, session: AudioSocketSession, meta: dict[str, str]) -> asyncio.Future[str]:
+        """Keep a resident's inbound call until the dialer "originates" its open screening: that
+        originate gets this call (already answered) instead of dialling. The future resolves with the
+        attempt's channel id when taken."""
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        old = self._held.pop(phone, None)
+        if old is not None and not old[2].done():
+            old[2].cancel()
+        self._held[phone] = (session, meta, fut)
+        return fut
+
+    def release_inbound(self, phone: str, session: AudioSocketSession) -> bool:
+        """Stop holding the call (not taken in time); True when it was still held."""
+        held = self._held.get(phone)
+        if held is None or held[0] is not session:
+            return False
+        del self._held[phone]
+        if not held[2].done():
+            held[2].cancel()
+        return True
+
+    def _take_inbound(self, request: OriginateRequest, call_uuid: str, session: AudioSocketSession,
+                      meta: dict[str, str], taken: asyncio.Future[str]) -> OriginateResult:
+        trunk = self._trunk(request.trunk)
+        self._seen.add(request.channel_id)
+        call = _Call(request, trunk, asyncio.get_running_loop().create_future())
+        call.channel = meta.get("channel") or None
+        call.media.set_result(session)
+        self._calls[request.channel_id] = call
+        self._active_per_trunk[trunk.name] = self._active_per_trunk.get(trunk.name, 0) + 1
+        if not taken.done():
+            taken.set_result(request.channel_id)
+        log.info("call %s: inbound call from %s taken for its open screening", request.channel_id,
+                 mask_phone(request.phone))
+        result = self._answered(call)
+        result.cause = "居民回拨（呼入）"
+        result.ring_s = 0.0
+        result.extra["direction"] = "inbound"
+        return result
+
     def _on_unexpected(self, session: AudioSocketSession) -> None:
+        self._spawn(self._inbound(session))
+
+    async def _inbound(self, session: AudioSocketSession) -> None:
+        """An AudioSocket uuid no outbound call waits for: a resident calling in, announced by the inbound
+        context's UserEvent (which may arrive just after the socket), or a stranger (refused)."""
+        if session.call_id not in self._inbound_meta:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._meta_waiters[session.call_id] = waiter
+            try:
+                await asyncio.wait_for(waiter, 1.0)
+            except TimeoutError:
+                pass
+            finally:
+                self._meta_waiters.pop(session.call_id, None)
         meta = self._inbound_meta.pop(session.call_id, None)
         if meta is None or self.on_inbound is None:
             self._server.refused.append((session.call_id, "unknown uuid"))
             log.warning("AudioSocket: refusing uuid %s (no call of ours, no inbound announcement)", session.call_id)
-            self._spawn(session.hangup())
+            await session.hangup()
             return
         self.stats["inbound"] += 1
-        self.on_inbound(session, meta)
+        self._inbound_channels[session.call_id] = meta.get("channel", "")
+        session.ended.add_done_callback(lambda _f: self._inbound_channels.pop(session.call_id, None))
+        try:
+            self.on_inbound(session, meta)
+        except Exception:
+            log.exception("inbound call %s: the handler failed", session.call_id)
+            await session.hangup()

@@ -7,6 +7,7 @@ Also the one place that turns the config (`telephony.*`) into the Asterisk backe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import socket
@@ -40,8 +41,9 @@ def ami_settings(cfg: Config) -> AmiSettings:
 
 
 def trunk_routes(cfg: Config) -> dict[str, TrunkRoute]:
-    """The trunks calls may go out on: `telephony.trunk` is the default trunk's channel pattern."""
-    return {"default": TrunkRoute("default", cfg.telephony.trunk)}
+    """The trunks calls may go out on (`telephony.trunks`: name, channel pattern, limits). The line limit
+    is also a hard stop in the backend; admission (shared by every campaign and worker) keeps under it."""
+    return {t.name: TrunkRoute(t.name, t.channel, t.max_channels) for t in cfg.telephony.trunks}
 
 
 def asterisk_settings(cfg: Config) -> AsteriskSettings:
@@ -60,7 +62,10 @@ def asterisk_settings(cfg: Config) -> AsteriskSettings:
 
 
 def make_asterisk(cfg: Config, *, on_inbound: InboundHandler | None = None) -> AsteriskTelephony:
-    return AsteriskTelephony(asterisk_settings(cfg), on_inbound=on_inbound if cfg.telephony.asterisk.inbound else None)
+    """The backend for `outreach run`: it keeps running while Asterisk is unreachable (the breaker pauses
+    dialing until AMI is back); a refused AMI secret stops it at start."""
+    settings = dataclasses.replace(asterisk_settings(cfg), start_wait=False)
+    return AsteriskTelephony(settings, on_inbound=on_inbound if cfg.telephony.asterisk.inbound else None)
 
 
 def human_queue_open(cfg: Config, now: dt.datetime | None = None) -> bool:
@@ -107,7 +112,7 @@ async def run_check(cfg: Config) -> CheckReport:
     try:
         for route in settings.trunks.values():
             route.dial_string("+8613800138000")
-        rep.ok.append(f"trunk pattern {t.trunk!r}")
+        rep.ok.append("trunk patterns " + ", ".join(f"{r.name}: {r.channel!r}" for r in settings.trunks.values()))
     except TelephonyConfigError as exc:
         rep.problems.append(str(exc))
     client = AmiClient(settings.ami)

