@@ -34,6 +34,9 @@ from xml.etree.ElementTree import ParseError, iterparse
 
 import phonenumbers
 
+from results.cells import formula_safe
+from results.limits import ADDRESS_MAX, COMMUNITY_MAX, NAME_MAX, NOTE_MAX, TAG_MAX, TAGS_MAX
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -130,6 +133,7 @@ class RejectedRow:
     row: int
     values: tuple[object, ...]
     reason: str
+    sheet: str | None = None  # the worksheet, when a workbook's sheets are read together
 
 
 # --------------------------------------------------------------------------- pure normalisation
@@ -463,9 +467,19 @@ class _RowBuilder:
         name = _clean_name(v_name)
         community = _clean_text(v_community)
         address = _clean_text(v_address)
-        for label, text, limit in (("姓名", name, 100), ("社区", community, 100), ("地址", address, 300)):
+        for label, text, limit in (("姓名", name, NAME_MAX), ("社区", community, COMMUNITY_MAX),
+                                   ("地址", address, ADDRESS_MAX)):
             if len(text) > limit:
                 reasons.append(f"{label}过长（{len(text)} 字，最多 {limit} 字）")
+        note = _scalar_text(v_note).strip()
+        if len(note) > NOTE_MAX:
+            reasons.append(f"备注过长（{len(note)} 字，最多 {NOTE_MAX} 字）")
+        tags = _split_tags(v_tags) if v_tags is not None else ()
+        if len(tags) > TAGS_MAX:
+            reasons.append(f"标签太多（{len(tags)} 个，最多 {TAGS_MAX} 个）")
+        long_tag = next((t for t in tags if len(t) > TAG_MAX), None)
+        if long_tag is not None:
+            reasons.append(f"标签过长（{len(long_tag)} 字，每个最多 {TAG_MAX} 字）")
         national_id: str | None = None
         if v_id is not None:
             try:
@@ -481,13 +495,9 @@ class _RowBuilder:
                 reasons.append("返回日期" + msg[2:] if msg.startswith("日期") else f"返回日期：{msg}")
         if reasons:
             return RejectedRow(rownum, tuple(cells), "；".join(reasons))
-        note = _scalar_text(v_note).strip()
         if note_extra:
             note = f"{note}；{note_extra}" if note else note_extra
-        return ContactRow(
-            rownum, phone, name, community, address, national_id, arrival, note,
-            _split_tags(v_tags) if v_tags is not None else (),
-        )
+        return ContactRow(rownum, phone, name, community, address, national_id, arrival, note, tags)
 
     @staticmethod
     def _phone_of(raw: object) -> tuple[str, str]:
@@ -558,7 +568,12 @@ class ContactFile:
         self.header_row = 0  # 1-based row / line of the header
         self.encoding: str | None = None
         self.delimiter = ","
-        self.sheet: str | None = None
+        self.sheet: str | None = None  # the first worksheet read
+        self.sheets_read: list[str] = []  # every worksheet imported (xlsx)
+        self.sheets_skipped: list[tuple[str, str]] = []  # (worksheet, why) for those without a phone column
+        self.sheet_count = 0
+        # (worksheet, column map, rows) of every worksheet read; empty for CSV (self.columns, self._rows)
+        self._parts: list[tuple[str | None, dict[str, list[int]], Iterator[tuple[int, Sequence[object]]]]] = []
         self.total_hint: int | None = None  # about how many data rows follow the header (for progress)
         self._close: list[Any] = []
         self._rows: Iterator[tuple[int, Sequence[object]]] = iter(())
@@ -578,10 +593,16 @@ class ContactFile:
 
     def records(self) -> Iterator[ContactRow | RejectedRow]:
         """Every data row after the header: normalised or rejected; blank rows are skipped."""
-        builder = _RowBuilder(self.columns)
-        for rownum, cells in self._rows:
-            item = builder.build(rownum, cells)
-            if item is not None:
+        parts = self._parts or [(None, self.columns, self._rows)]
+        multi = len(parts) > 1
+        for sheet, columns, rows in parts:
+            builder = _RowBuilder(columns)
+            for rownum, cells in rows:
+                item = builder.build(rownum, cells)
+                if item is None:
+                    continue
+                if multi and isinstance(item, RejectedRow):
+                    item = RejectedRow(item.row, item.values, item.reason, sheet)
                 yield item
 
     # -- opening
@@ -627,21 +648,53 @@ class ContactFile:
         )
 
 
-def open_contacts(path: str | os.PathLike[str]) -> ContactFile:
-    """Open a .csv or .xlsx resident list and read its header. Raises `ImportFileError`."""
+def open_contacts(path: str | os.PathLike[str], *, sheet: str | None = None) -> ContactFile:
+    """Open a .csv or .xlsx resident list and read its header. Raises `ImportFileError`.
+
+    A workbook: every worksheet with a phone column is read (in order), or only `sheet` when given; the
+    ContactFile names the sheets read and the ones skipped.
+    """
     p = Path(path)
     if not p.exists():
         raise ImportFileError(p, "file not found")
     if not p.is_file():
         raise ImportFileError(p, "not a regular file")
     suffix = p.suffix.lower()
+    if _is_encrypted_office(p):
+        raise ImportFileError(
+            p, "the workbook is encrypted (password-protected); open it in Excel, remove the password "
+            "(File > Info > Protect Workbook > Encrypt with Password), save it and import it again",
+        )
+    if sheet is not None and suffix not in (".xlsx", ".xlsm"):
+        raise ImportFileError(p, f"--sheet {sheet!r}: only .xlsx workbooks have worksheets")
     if suffix in (".csv", ".txt", ".tsv"):
         return _open_csv(p)
     if suffix in (".xlsx", ".xlsm"):
-        return _open_xlsx(p)
+        return _open_xlsx(p, sheet)
     if suffix == ".xls":
         raise ImportFileError(p, "old .xls workbooks are not supported; open it in Excel and save as .xlsx or CSV")
     raise ImportFileError(p, f"unknown format {suffix or '(no extension)'!r}: use .csv or .xlsx")
+
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
+
+
+def _is_encrypted_office(p: Path) -> bool:
+    """An OLE compound file holding an EncryptedPackage stream: a password-protected .xlsx (whatever its name)."""
+    try:
+        with p.open("rb") as f:
+            if f.read(8) != _OLE_MAGIC:
+                return False
+            f.seek(0)
+            tail = b""
+            while chunk := f.read(_CHUNK):
+                if _ENCRYPTED_STREAM in tail + chunk:
+                    return True
+                tail = chunk[-len(_ENCRYPTED_STREAM):]
+    except OSError:
+        return False
+    return False
 
 
 def _read_head(p: Path) -> bytes:
@@ -652,9 +705,39 @@ def _read_head(p: Path) -> bytes:
         raise ImportFileError(p, f"cannot read: {exc.strerror or exc}") from exc
 
 
-def _detect_encoding(p: Path, head: bytes) -> tuple[str, int]:
-    """The text encoding (utf-8-sig, utf-16, utf-8 or gb18030) and the number of lines, in one binary pass."""
-    if head.startswith(codecs.BOM_UTF8):
+def _utf16_without_bom(head: bytes) -> str | None:
+    """'utf-16-le' / 'utf-16-be' for UTF-16 text without a byte order mark (Excel's "Unicode text" saved by
+    some tools): ASCII characters (digits, commas, line ends) leave a zero byte beside each of them."""
+    sample = head[: len(head) - len(head) % 2]
+    if len(sample) < 4:
+        return None
+    odd = sample[1::2].count(0)
+    even = sample[0::2].count(0)
+    half = len(sample) // 2
+    if odd >= half * 0.3 and even <= half * 0.05:
+        enc = "utf-16-le"
+    elif even >= half * 0.3 and odd <= half * 0.05:
+        enc = "utf-16-be"
+    else:
+        return None
+    try:
+        sample.decode(enc)
+    except UnicodeDecodeError:
+        return None
+    return enc
+
+
+_ENCODING_NAMES = {"utf-8": "UTF-8", "gb18030": "GBK/GB18030", "utf-8-sig": "UTF-8", "utf-16": "UTF-16",
+                   "utf-16-le": "UTF-16", "utf-16-be": "UTF-16"}
+
+
+def _detect_encoding(p: Path, head: bytes, forced: str | None = None) -> tuple[str, int]:
+    """The text encoding (utf-8-sig, utf-16, utf-8 or gb18030) and the number of lines, in one binary pass.
+
+    An undecodable file is reported with the line (row) where each encoding fails."""
+    if forced:
+        candidates = [forced]
+    elif head.startswith(codecs.BOM_UTF8):
         candidates = ["utf-8-sig"]
     elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         candidates = ["utf-16"]
@@ -668,20 +751,27 @@ def _detect_encoding(p: Path, head: bytes) -> tuple[str, int]:
         try:
             with p.open("rb") as f:
                 while chunk := f.read(_CHUNK):
-                    decoder.decode(chunk)
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError as exc:
+                        line = lines + chunk[: max(exc.start, 0)].count(b"\n") + 1
+                        bad = chunk[exc.start : exc.start + 1].hex()
+                        errors.append(f"{_ENCODING_NAMES.get(enc, enc)} fails on line {line} (byte 0x{bad})")
+                        raise
                     lines += chunk.count(b"\n")
                     offset += len(chunk)
                 decoder.decode(b"", final=True)
         except UnicodeDecodeError as exc:
-            errors.append(f"{enc} fails at byte {offset + exc.start}")
+            if len(errors) < candidates.index(enc) + 1:
+                errors.append(f"{_ENCODING_NAMES.get(enc, enc)} fails at the end of the file (byte {offset + exc.start})")
             continue
         except OSError as exc:
             raise ImportFileError(p, f"cannot read: {exc.strerror or exc}") from exc
         return enc, lines
     raise ImportFileError(
         p,
-        "cannot decode the text as UTF-8 or GBK/GB18030 (" + "; ".join(errors) + "); "
-        "save it from Excel as 'CSV UTF-8' or as .xlsx",
+        "cannot decode the text as " + " or ".join(_ENCODING_NAMES.get(e, e) for e in candidates)
+        + " (" + "; ".join(errors) + "); fix that row, or save the file from Excel as 'CSV UTF-8' or as .xlsx",
     )
 
 
@@ -692,15 +782,23 @@ def _open_csv(p: Path) -> ContactFile:
     problem = _magic_problem(head, "csv")
     if problem:
         raise ImportFileError(p, problem)
+    forced: str | None = None
     if b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ImportFileError(p, "this is a binary file, not CSV text")
-    encoding, lines = _detect_encoding(p, head)
+        forced = _utf16_without_bom(head)
+        if forced is None:
+            line = head[: head.index(b"\x00")].count(b"\n") + 1
+            raise ImportFileError(
+                p, f"line {line} holds a NUL byte: this is a binary file, not CSV text "
+                "(UTF-16 text is read too, but this is not UTF-16)",
+            )
+    encoding, lines = _detect_encoding(p, head, forced)
     text: IO[str] = p.open("r", encoding=encoding, newline="")
     cf = ContactFile(p, "csv")
     cf.encoding = encoding
     cf._close.append(text)
     try:
-        first = head.decode(encoding, errors="ignore").lstrip("\ufeff").splitlines()
+        first = head[: len(head) - len(head) % 2 if encoding.startswith("utf-16") else len(head)].decode(
+            encoding, errors="ignore").lstrip("\ufeff").splitlines()
         sample = next((ln for ln in first if ln.strip()), "")
         counts = {d: sample.count(d) for d in (",", "\t", ";", "|")}
         best = max(counts, key=lambda d: counts[d])
@@ -726,7 +824,7 @@ def _open_csv(p: Path) -> ContactFile:
     return cf
 
 
-def _open_xlsx(p: Path) -> ContactFile:
+def _open_xlsx(p: Path, sheet: str | None = None) -> ContactFile:
     head = _read_head(p)
     if not head:
         raise ImportFileError(p, "the file is empty (0 bytes), not an .xlsx workbook")
@@ -742,20 +840,44 @@ def _open_xlsx(p: Path) -> ContactFile:
     try:
         if not book.sheets:
             raise ImportFileError(p, "the workbook has no worksheets")
+        cf.sheet_count = len(book.sheets)
+        names = [title for title, _ in book.sheets]
+        chosen = book.sheets
+        if sheet is not None:
+            chosen = [(t, part) for t, part in book.sheets if t == sheet] or [
+                (t, part) for t, part in book.sheets if t.strip().casefold() == sheet.strip().casefold()
+            ]
+            if not chosen:
+                raise ImportFileError(p, f"--sheet {sheet!r}: the workbook has no such worksheet; its sheets: "
+                                      + "、".join(names))
         first_error: ImportFileError | None = None
-        for title, part in book.sheets:
+        hint_total = 0
+        for title, part in chosen:
             try:
-                cf._rows = cf._find_header(_xlsx_rows(p, book.rows(part)))
+                rows = cf._find_header(_xlsx_rows(p, book.rows(part)))
             except ImportFileError as exc:
+                if sheet is not None:
+                    raise ImportFileError(p, f"worksheet {title!r}: {exc.problem}") from exc
                 first_error = first_error or exc
+                cf.sheets_skipped.append((title, "没有手机号列" if "no phone column" in exc.problem else "空表"))
                 continue
-            cf.sheet = title
+            if cf.sheet is None:
+                cf.sheet = title
+                first_headers, first_columns, first_row = cf.headers, cf.columns, cf.header_row
+            cf.sheets_read.append(title)
+            cf._parts.append((title, cf.columns, rows))
             dims = book.dimension_rows(part)
-            hint = dims - cf.header_row if dims else 0
-            cf.total_hint = hint if hint > 0 else None
-            return cf
-        assert first_error is not None
-        raise first_error
+            hint_total += max((dims or 0) - cf.header_row, 0)
+        if not cf._parts:
+            assert first_error is not None
+            if len(chosen) > 1:
+                raise ImportFileError(p, f"no worksheet has a phone column (sheets: {'、'.join(names)}); "
+                                      f"first sheet: {first_error.problem}")
+            raise first_error
+        cf.headers, cf.columns, cf.header_row = first_headers, first_columns, first_row
+        cf._rows = cf._parts[0][2]
+        cf.total_hint = hint_total or None
+        return cf
     except BaseException:
         cf.close()
         raise
@@ -1007,6 +1129,7 @@ class RejectsWriter:
         self.path = Path(path)
         self.kind: Kind = source.kind
         self.headers = source.headers
+        self.with_sheet = len(source.sheets_read) > 1
         self.delimiter = source.delimiter
         self.count = 0
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -1022,14 +1145,15 @@ class RejectsWriter:
         return self._tmp
 
     def _header(self) -> list[object]:
-        return ["行号", *self.headers, "错误原因"]
+        return [*(["工作表"] if self.with_sheet else []), "行号", *self.headers, "错误原因"]
 
     def _row(self, rej: RejectedRow) -> list[object]:
         values = list(rej.values)
         if len(values) < len(self.headers):
             values += [None] * (len(self.headers) - len(values))
-        return [rej.row, *values, rej.reason] if len(values) == len(self.headers) else [
-            rej.row, *values[: len(self.headers)], rej.reason, *values[len(self.headers):]
+        sheet: list[object] = [rej.sheet or ""] if self.with_sheet else []
+        return [*sheet, rej.row, *values, rej.reason] if len(values) == len(self.headers) else [
+            *sheet, rej.row, *values[: len(self.headers)], rej.reason, *values[len(self.headers):]
         ]
 
     def write(self, rej: RejectedRow) -> None:
@@ -1041,7 +1165,7 @@ class RejectsWriter:
                 self._csv_file = self._tmp.open("w", encoding="utf-8-sig", newline="")
                 self._csv = csv.writer(self._csv_file, delimiter=self.delimiter)
                 self._csv.writerow(self._header())
-            self._csv.writerow([_scalar_text(v) if not isinstance(v, str) else v for v in self._row(rej)])
+            self._csv.writerow([formula_safe(_scalar_text(v) if not isinstance(v, str) else v) for v in self._row(rej)])
         else:
             if self._wb is None:
                 from openpyxl import Workbook

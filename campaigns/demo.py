@@ -141,6 +141,7 @@ def run_demo(
         files: dict[str, Path] = {}
         if write_exports:
             out = directory / "out"
+            out.mkdir(parents=True, exist_ok=True)  # the demo's own folder; exports never create folders
             files["screenings"] = out / "screenings.xlsx"
             files["attempts"] = out / "attempts.csv"
             files["escalations"] = out / "escalations.xlsx"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from campaigns.clock import Clock
-from campaigns.engine import CampaignEngine, CampaignPrepareError
+from campaigns.engine import CampaignEngine, CampaignPrepareError, PromptPreparer
 from dialer.simulated import SimulatedNetwork
 from dialogs.nlu.types import Nlu
 from dialogs.script import Script, ScriptError, load_script, load_script_text
@@ -111,6 +111,27 @@ def make_session_factory(
     nlu: Nlu, *, low_confidence: float = 0.6, script_vars: Mapping[str, str] | None = None
 ) -> ScriptSessions:
     return ScriptSessions(nlu, low_confidence=low_confidence, script_vars=script_vars)
+
+
+PromptRender = Callable[[Script, list[Mapping[str, Any]]], Awaitable[Any]]
+
+
+def make_prompt_preparer(sessions: ScriptSessions, render: PromptRender, *, timeout_s: float = 10.0) -> PromptPreparer:
+    """The pipeline's `prepare` step on voice backends: render the contact's templated prompts ({name})
+    into the TTS cache before the call is placed, so no live call waits for TTS. Bounded by `timeout_s`;
+    a failure is logged and the call goes on (the prompt player falls back to the offline voice)."""
+
+    async def prepare(info: db.CampaignInfo, claim: db.Claim) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await render(sessions.script(info), [claim.contact_mapping()])
+        except CampaignPrepareError:
+            raise
+        except Exception as exc:  # TTS down or slow: the call still happens, with the offline voice
+            log.warning("campaign %s: prompts of attempt %s not rendered in advance (%s)", info.name,
+                        claim.channel_id, exc or type(exc).__name__)
+
+    return prepare
 
 
 def make_simulated_network(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from dialogs import safeyaml
 from dialogs.nlu.types import EXPECT_TYPES, TOPICS
 from dialogs.rules import Condition, RuleError, parse_condition
 from dialogs.types import RISK_LEVELS, SCRIPT_OUTCOMES
@@ -320,62 +321,20 @@ def template_variables(template: str) -> list[str]:
 # ----------------------------------------------------------------------------- YAML with lines
 
 
-_BOOL_TAG = "tag:yaml.org,2002:bool"
-
-
 def _compose(text: str) -> tuple[Any, dict[tuple[str, ...], int], list[tuple[int, str]]]:
-    """Plain data, a map of key path -> 1-based line, and structural problems (line, message).
+    """Plain data, a map of key path -> 1-based line, and structural problems (line, message), read with
+    the tool's safe YAML loader (size, depth and alias-expansion limits).
 
     Keys are always text (`yes:`, `1:` stay "yes", "1"); only true/false are booleans. A key given
     twice in one mapping is a problem (YAML would silently keep the last one, e.g. a node pasted
-    twice replacing the first). Raises yaml.MarkedYAMLError, or _RecursiveAlias for an alias that
-    contains itself.
+    twice replacing the first). Raises yaml.MarkedYAMLError or safeyaml.YamlError.
     """
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    lines: dict[tuple[str, ...], int] = {}
-    problems: list[tuple[int, str]] = []
-    constructor = yaml.SafeLoader("")
-    open_nodes: set[int] = set()  # collections being walked: an alias back to one is a cycle
-
-    def walk(n: yaml.Node | None, path: tuple[str, ...]) -> Any:
-        if n is None:
-            return None
-        lines.setdefault(path, n.start_mark.line + 1)
-        if isinstance(n, (yaml.MappingNode, yaml.SequenceNode)):
-            if id(n) in open_nodes:
-                raise _RecursiveAlias(n.start_mark.line + 1)
-            open_nodes.add(id(n))
-            try:
-                if isinstance(n, yaml.MappingNode):
-                    out: dict[Any, Any] = {}
-                    for k, v in n.value:
-                        skey = str(k.value) if isinstance(k, yaml.ScalarNode) else str(k.start_mark)
-                        line = k.start_mark.line + 1
-                        if skey in out:
-                            where = " > ".join(path) or "the top level"
-                            problems.append(
-                                (line, f"duplicate key '{skey}' in {where} (first at line {lines[(*path, skey)]})")
-                            )
-                            continue
-                        lines[(*path, skey)] = line
-                        out[skey] = walk(v, (*path, skey))
-                    return out
-                return [walk(v, (*path, str(i))) for i, v in enumerate(n.value)]
-            finally:
-                open_nodes.discard(id(n))
-        if n.tag == _BOOL_TAG and n.value.lower() not in ("true", "false"):
-            return n.value  # YAML 1.2 booleans only: yes/no/on/off stay words (they name answers)
-        return constructor.construct_object(n, deep=True)
-
-    return walk(root, ()), lines, problems
-
-
-class _RecursiveAlias(ValueError):
-    """A YAML alias refers to a mapping or list that contains it."""
-
-    def __init__(self, line: int) -> None:
-        super().__init__(f"recursive YAML alias at line {line}")
-        self.line = line
+    loaded = safeyaml.load(text, yaml12_bools=True)
+    problems = [
+        (d.line, f"duplicate key '{d.key}' in {' > '.join(d.path) or 'the top level'} (first at line {d.first_line})")
+        for d in loaded.duplicates
+    ]
+    return loaded.data, loaded.lines, problems
 
 
 class _Checker:
@@ -446,9 +405,12 @@ def _type(value: Any) -> str:
 def _parse(text: str, file: str) -> tuple[dict[str, Any] | None, _Checker]:
     try:
         data, lines, problems = _compose(text)
-    except _RecursiveAlias as exc:
+    except safeyaml.YamlError as exc:
         checker = _Checker(file, {})
-        checker.issues.append(ScriptIssue(file, exc.line, "YAML alias refers to itself (a recursive '*' alias)"))
+        message = exc.message
+        if "refers to itself" in message:
+            message = "YAML alias refers to itself (a recursive '*' alias)"
+        checker.issues.append(ScriptIssue(file, exc.line, message))
         return None, checker
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -854,6 +816,10 @@ def _check_graph(nodes: Mapping[str, Node], raw: Mapping[str, Any], start: str, 
 
 def _check_templates(nodes: Mapping[str, Node], prompts: Mapping[str, str], known: set[str], c: _Checker) -> None:
     def check(template: str, path: tuple[str, ...]) -> None:
+        if len(template) > PROMPT_MAX:
+            c.add(path, f"prompt {'.'.join(path[1:]) or path[0]} is {len(template):,} characters long; at most "
+                  f"{PROMPT_MAX} (a prompt on the phone takes seconds, not minutes)")
+            return
         try:
             names = template_variables(template)
         except ValueError as exc:
@@ -933,19 +899,18 @@ def _build_rules(raw: Any, c: _Checker, fields: set[str]) -> list[Rule]:
 # ----------------------------------------------------------------------------- entry points
 
 
+SCRIPT_MAX_BYTES = 1 << 20
+#: The longest prompt text: about a minute of speech.
+PROMPT_MAX = 500
+
+
 def _read(path: str | Path) -> tuple[bytes | None, str, list[ScriptIssue]]:
-    p = Path(path)
     try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        return None, "", [ScriptIssue(str(p), 0, "script file not found")]
-    except OSError as exc:
-        return None, "", [ScriptIssue(str(p), 0, f"cannot read the script: {exc.strerror}")]
-    try:
-        return data, data.decode("utf-8"), []
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return None, "", [ScriptIssue(str(p), line, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
+        raw, text = safeyaml.read_text(path, max_bytes=SCRIPT_MAX_BYTES, what="script")
+    except safeyaml.YamlError as exc:
+        message = "script file not found" if exc.message == "script not found" else exc.message
+        return None, "", [ScriptIssue(str(path), exc.line, message)]
+    return raw, text, []
 
 
 def _load(path: str | Path) -> tuple[Script | None, list[ScriptIssue]]:

@@ -6,13 +6,47 @@ import importlib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from outreach.context import AppContext
-from outreach.logsetup import setup_logging
+from outreach.logsetup import add_log_file, log_file_path, log_to_file, setup_logging
+from results.masking import mask_text
+
+log = logging.getLogger("outreach")
+
+EXIT_INTERNAL = 1
+DEFAULT_LOG_FILE = "./var/outreach.log"
+
+
+class _Group(TyperGroup):
+    """The top-level command group: an unexpected error never shows a traceback; the user gets one line and
+    the log file keeps the details (the traceback, numbers masked)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, TyperException, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            report_internal_error(exc)
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def report_internal_error(exc: BaseException) -> None:
+    """Log `exc` with its traceback to the log file and print one masked line to stderr."""
+    path = log_file_path() or add_log_file(DEFAULT_LOG_FILE)
+    log_to_file(log, "internal error", exc)  # the traceback goes to the file only, never to the terminal
+    detail = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+    shown = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    typer.echo(f"error: internal error ({shown[:300]}); the details are in the log file {path}", err=True)
+
 
 app = typer.Typer(
+    cls=_Group,
     name="outreach",
     help="Outbound voice robot and SMS outreach for public-health hotlines.",
     no_args_is_help=True,
@@ -53,7 +87,7 @@ def main_callback(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     setup_logging(logging.DEBUG if verbose else logging.WARNING)
-    app_ctx = AppContext(config_path=config, db_url=db)
+    app_ctx = AppContext(config_path=config, db_url=db, verbose=verbose)
     ctx.obj = app_ctx
     ctx.call_on_close(app_ctx.close)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -20,8 +21,11 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from dialogs import safeyaml
+
 ENV_PREFIX = "OUTREACH_"
 DEFAULT_CONFIG_NAME = "config.yaml"
+CONFIG_MAX_BYTES = 1 << 20
 
 
 class ConfigError(ValueError):
@@ -241,8 +245,11 @@ class WebConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    unmask_phones: bool = False
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="level of the log file (INFO and DEBUG write from the event loop: keep them for diagnosis)"
+    )
+    unmask_phones: bool = Field(False, description="log phone and ID numbers in clear (stderr and file)")
+    file: str = Field("./var/outreach.log", description="log file (details of every error); empty = none")
 
     @field_validator("level", mode="before")
     @classmethod
@@ -293,37 +300,22 @@ class Config(_Section):
 
 
 def _compose(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
-    """Parse YAML, returning plain data and a map of key path -> 1-based line number."""
+    """Parse YAML with the tool's safe loader, returning plain data and a map of key path -> 1-based line."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        loaded = safeyaml.load(text)
+    except safeyaml.YamlError as exc:
+        raise ConfigError(f"{source}:{exc.line}: {exc.message}" if exc.line else f"{source}: {exc.message}") from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError(f"{source}: YAML syntax error at {where}: {exc.problem}") from exc
-    lines: dict[tuple[str, ...], int] = {}
-
-    def walk(n: yaml.Node | None, path: tuple[str, ...]) -> Any:
-        if n is None:
-            return None
-        if isinstance(n, yaml.MappingNode):
-            out: dict[str, Any] = {}
-            for k, v in n.value:
-                key = str(k.value)
-                line = k.start_mark.line + 1
-                if key in out:
-                    dotted = ".".join((*path, key))
-                    raise ConfigError(
-                        f"{source}:{line}: duplicate key '{dotted}' (first at line {lines[(*path, key)]}); "
-                        "keep only one"
-                    )
-                lines[(*path, key)] = line
-                out[key] = walk(v, (*path, key))
-            return out
-        if isinstance(n, yaml.SequenceNode):
-            return [walk(v, (*path, str(i))) for i, v in enumerate(n.value)]
-        return yaml.SafeLoader(text).construct_object(n, deep=True)
-
-    return walk(node, ()), lines
+        at = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(f"{at}: YAML syntax error at {where}: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: YAML error: {exc}") from exc
+    for dup in loaded.duplicates:
+        dotted = ".".join((*dup.path, dup.key))
+        raise ConfigError(f"{source}:{dup.line}: duplicate key '{dotted}' (first at line {dup.first_line}); keep only one")
+    return loaded.data, loaded.lines
 
 
 def _model_for(path: tuple[str, ...]) -> type[BaseModel] | None:
@@ -359,6 +351,10 @@ def _check_keys(data: Mapping[str, Any], path: tuple[str, ...], lines: dict[tupl
             close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
             hint = f" (did you mean '{'.'.join((*path, close[0]))}'?)" if close else ""
             raise ConfigError(f"{at}: unknown key '{dotted}'{hint}; valid keys here: {', '.join(valid)}")
+        field = model.model_fields[key]
+        section = isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        if section and value is not None and not isinstance(value, Mapping):
+            raise ConfigError(f"{at}: '{dotted}' must be a section of keys (a mapping), got {type(value).__name__}")
         if _is_secret(model, key) and value not in (None, ""):
             env = ENV_PREFIX + "__".join(p.upper() for p in full)
             raise ConfigError(f"{at}: '{dotted}' is a secret and must not be stored in a file; set {env} instead")
@@ -386,8 +382,8 @@ def _env_overrides(
         value: Any = raw
         if not _is_secret(model, parts[-1]):
             try:
-                value = yaml.safe_load(raw) if raw.strip() else raw
-            except yaml.YAMLError:
+                value = safeyaml.load(raw).data if raw.strip() else raw
+            except (yaml.YAMLError, safeyaml.YamlError):
                 value = raw
             if isinstance(value, (int, float, bool)) and model.model_fields[parts[-1]].annotation is str:
                 value = raw
@@ -468,12 +464,12 @@ def load_config(
     if path is not None:
         p = Path(path)
         source = str(p)
+        if not p.exists() and not p.is_symlink():
+            raise ConfigError(f"config file not found: {p}")
         try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file not found: {p}") from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+            _raw, text = safeyaml.read_text(p, max_bytes=CONFIG_MAX_BYTES, what="config file")
+        except safeyaml.YamlError as exc:
+            raise ConfigError(f"{p}:{exc.line}: {exc.message}" if exc.line else f"{p}: {exc.message}") from exc
         loaded, lines = _compose(text, source)
         if loaded is None:
             loaded = {}
@@ -487,9 +483,58 @@ def load_config(
     if overrides:
         data = _merge(data, overrides)
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, lines, source, env_names)) from exc
+    _check_calling_times(cfg, lines, source, env_names)
+    return cfg
+
+
+_SPEC_KEY_RE = re.compile(r"^(\w+)(?:\.(\w+))?(?:\[(\d+)\])?:")
+_UNKNOWN_KEY_RE = re.compile(r"unknown key '([^']*)'")
+
+
+def _check_calling_times(
+    cfg: Config, lines: dict[tuple[str, ...], int], source: str, env_names: Mapping[tuple[str, ...], str]
+) -> None:
+    """Campaign defaults (time zone, windows, holidays) and the SMS window are checked when the config loads,
+    with the file and line (or the environment variable) of the bad value, not at `campaign create`."""
+    from campaigns.windows import CallingWindows, WindowSpecError
+
+    checks: list[tuple[tuple[str, ...], Any]] = [
+        (("campaign",), lambda: CallingWindows.parse(cfg.campaign.windows, cfg.campaign.holidays, cfg.campaign.timezone)),
+        (("sms",), lambda: CallingWindows.parse({"daily": [cfg.sms.window]})),
+    ]
+    for section, check in checks:
+        try:
+            check()
+        except WindowSpecError as exc:
+            msg = str(exc)
+            path: tuple[str, ...] = section
+            m = _SPEC_KEY_RE.match(msg)
+            if section == ("sms",):
+                path = ("sms", "window")
+                msg = "sms.window: " + msg.split(": ", 1)[-1]
+            elif m:
+                path = (*section, *(g for g in m.groups() if g is not None))
+                unknown = _UNKNOWN_KEY_RE.search(msg)
+                if unknown and len(path) == 2:
+                    path = (*path, unknown.group(1))
+                msg = "campaign." + msg
+            at = _where(path, lines, source, env_names)
+            raise ConfigError(f"{at}: {msg}") from exc
+
+
+def _where(
+    path: tuple[str, ...], lines: dict[tuple[str, ...], int], source: str, env_names: Mapping[tuple[str, ...], str]
+) -> str:
+    """`file:line` of the longest known prefix of `path`, or the environment variable that set it."""
+    for i in range(len(path), 0, -1):
+        if path[:i] in env_names:
+            return f"environment variable {env_names[path[:i]]}"
+        if path[:i] in lines:
+            return f"{source}:{lines[path[:i]]}"
+    return source
 
 
 def _check_url_password(data: Mapping[str, Any], lines: dict[tuple[str, ...], int], source: str) -> None:
@@ -498,6 +543,10 @@ def _check_url_password(data: Mapping[str, Any], lines: dict[tuple[str, ...], in
     url = section.get("url") if isinstance(section, Mapping) else None
     if not isinstance(url, str):
         return
+    if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
+        line = lines.get(("database", "url"))
+        at = f"{source}:{line}" if line else source
+        raise ConfigError(f"{at}: 'database.url' {url!r}: unsupported database; use sqlite:///PATH or postgresql://HOST/NAME")
     try:
         password = urlsplit(url).password
     except ValueError:

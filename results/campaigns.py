@@ -497,7 +497,17 @@ def ensure_trunk(s: Session, name: str, now: dt.datetime) -> Trunk:
 
 
 def set_trunks(store: Store, specs: Sequence[Mapping[str, Any]], *, now: dt.datetime) -> None:
-    """Store the configured trunks' limits (name, channel, max_channels, calls_per_second)."""
+    """Store the configured trunks' limits (name, channel, max_channels, calls_per_second). Workers starting
+    at once may race to insert the same trunk row: the loser retries once, finding the row."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        _set_trunks(store, specs, now=now)
+    except IntegrityError:
+        _set_trunks(store, specs, now=now)
+
+
+def _set_trunks(store: Store, specs: Sequence[Mapping[str, Any]], *, now: dt.datetime) -> None:
     with store.session() as s:
         for spec in specs:
             t = ensure_trunk(s, str(spec["name"]), now)

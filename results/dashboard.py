@@ -4,10 +4,13 @@ for Prometheus."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from results.models import (
     CallAttempt,
@@ -22,13 +25,83 @@ from results.store import Store
 
 
 def _hour_bucket(dialect: str, column: str) -> str:
+    """SQL for the UTC hour of a stored time as 'YYYY-MM-DD HH' (SQLite stores times as ISO text)."""
     if dialect == "postgresql":
-        return f"to_char(date_trunc('hour', {column}), 'YYYY-MM-DD\"T\"HH24:00')"
-    return f"strftime('%Y-%m-%dT%H:00', {column})"
+        return f"to_char(date_trunc('hour', {column}), 'YYYY-MM-DD HH24')"
+    return f"substr({column}, 1, 13)"
 
 
-def campaign_dashboard(store: Store, campaign_id: int) -> dict[str, Any]:
-    """Everything the dashboard of one campaign shows (times in UTC, hour buckets as ISO strings)."""
+def _hour_start(value: dt.datetime) -> dt.datetime:
+    return value.replace(minute=0, second=0, microsecond=0)
+
+
+def _bucket_key(value: dt.datetime) -> str:
+    return value.strftime("%Y-%m-%d %H")
+
+
+@dataclass(slots=True)
+class Timeline:
+    """The hourly counts of a campaign that can no longer change (hours before `until`), kept between
+    dashboard refreshes so a refresh only counts the recent hours."""
+
+    until: dt.datetime | None = None
+    attempts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (hour, outcome) -> n
+    completed: Counter[str] = field(default_factory=Counter)  # hour -> completed screenings
+
+
+def _dialing(s: Session, campaign_id: int) -> list[tuple[dt.datetime, str]]:
+    """(start, worker) of the campaign's calls in progress. Selected by outcome alone: the few dialing rows
+    of all campaigns, found through the outcome index, never a scan of a campaign's attempts."""
+    return [(t, w) for c, t, w in s.execute(
+        select(CallAttempt.campaign_id, CallAttempt.started_at, CallAttempt.worker)
+        .where(CallAttempt.outcome == "dialing")) if c == campaign_id]
+
+
+def _freeze_point(s: Session, campaign_id: int, dialing: list[tuple[dt.datetime, str]]) -> dt.datetime | None:
+    """The start of the oldest hour that may still change: attempts before it are finished (none is
+    dialing) and more than two hours older than the newest attempt."""
+    newest = s.scalar(select(func.max(CallAttempt.started_at)).where(CallAttempt.campaign_id == campaign_id))
+    if newest is None:
+        return None
+    point = min([newest - dt.timedelta(hours=2), *(t for t, _ in dialing)])
+    return _hour_start(point)
+
+
+def _timeline(s: Session, dialect: str, campaign_id: int, kept: Timeline,
+              dialing: list[tuple[dt.datetime, str]]) -> tuple[Counter[tuple[str, str]], Counter[str]]:
+    freeze = _freeze_point(s, campaign_id, dialing)
+    since = kept.until
+    where = "campaign_id = :c" + (" AND started_at >= :since" if since is not None else "")
+    params: dict[str, Any] = {"c": campaign_id}
+    if since is not None:
+        naive = since.astimezone(dt.UTC).replace(tzinfo=None)
+        params["since"] = naive.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else naive
+    fresh: Counter[tuple[str, str]] = Counter()
+    for h, outcome, n in s.execute(text(
+        f"SELECT {_hour_bucket(dialect, 'started_at')} AS h, outcome, count(*) FROM call_attempts "
+        f"WHERE {where} GROUP BY h, outcome"), params):
+        fresh[(str(h), str(outcome))] += int(n)
+    rwhere = "campaign_id = :c AND outcome = 'completed'" + (" AND created_at >= :since" if since is not None else "")
+    done: Counter[str] = Counter()
+    for h, n in s.execute(text(
+        f"SELECT {_hour_bucket(dialect, 'created_at')} AS h, count(*) FROM screening_records "
+        f"WHERE {rwhere} GROUP BY h"), params):
+        done[str(h)] += int(n)
+    if freeze is not None and (since is None or freeze > since):
+        cut = _bucket_key(freeze)
+        for key in [k for k in fresh if k[0] < cut]:
+            kept.attempts[key] += fresh.pop(key)
+        for hour in [h for h in done if h < cut]:
+            kept.completed[hour] += done.pop(hour)
+        kept.until = freeze
+    return kept.attempts + fresh, kept.completed + done
+
+
+def campaign_dashboard(store: Store, campaign_id: int, timeline: Timeline | None = None) -> dict[str, Any]:
+    """Everything the dashboard of one campaign shows (times in UTC, hour buckets as ISO strings).
+
+    `timeline`: the hours counted by an earlier call for this campaign (updated here); None counts all."""
+    kept = timeline if timeline is not None else Timeline()
     with store.session() as s:
         camp = s.get(Campaign, campaign_id)
         if camp is None:
@@ -40,27 +113,21 @@ def campaign_dashboard(store: Store, campaign_id: int) -> dict[str, Any]:
             select(CampaignContact.final_outcome, func.count())
             .where(CampaignContact.campaign_id == campaign_id, CampaignContact.final_outcome.is_not(None))
             .group_by(CampaignContact.final_outcome))}
-        attempts = {str(k): int(v) for k, v in s.execute(
-            select(CallAttempt.outcome, func.count()).where(CallAttempt.campaign_id == campaign_id)
-            .group_by(CallAttempt.outcome))}
-        bucket = _hour_bucket(store.dialect, "started_at")
-        timeline = [
-            {"hour": h, "calls": int(n), "answered": int(a or 0)}
-            for h, n, a in s.execute(text(
-                f"SELECT {bucket} AS h, count(*), sum(CASE WHEN outcome = 'answered' THEN 1 ELSE 0 END) "
-                "FROM call_attempts WHERE campaign_id = :c GROUP BY h ORDER BY h"), {"c": campaign_id})
-        ]
-        rbucket = _hour_bucket(store.dialect, "created_at")
-        completions = {
-            h: int(n) for h, n in s.execute(text(
-                f"SELECT {rbucket} AS h, count(*) FROM screening_records WHERE campaign_id = :c "
-                "AND outcome = 'completed' GROUP BY h"), {"c": campaign_id})
-        }
-        for point in timeline:
-            point["completed"] = completions.pop(point["hour"], 0)
-        for h, n in completions.items():  # records written in an hour without a call start (rare)
-            timeline.append({"hour": h, "calls": 0, "answered": 0, "completed": n})
-        timeline.sort(key=lambda p: p["hour"])
+        dialing = _dialing(s, campaign_id)
+        buckets, completions = _timeline(s, store.dialect, campaign_id, kept, dialing)
+        attempts: Counter[str] = Counter()
+        hours: dict[str, dict[str, Any]] = {}
+        for (h, outcome), n in buckets.items():
+            attempts[outcome] += n
+            point = hours.setdefault(h, {"hour": h.replace(" ", "T") + ":00", "calls": 0, "answered": 0,
+                                         "completed": 0})
+            point["calls"] += n
+            if outcome == "answered":
+                point["answered"] += n
+        for h, n in completions.items():
+            hours.setdefault(h, {"hour": h.replace(" ", "T") + ":00", "calls": 0, "answered": 0,
+                                 "completed": 0})["completed"] += n
+        timeline_points = [hours[h] for h in sorted(hours)]
         risks = {str(k): int(v) for k, v in s.execute(
             select(ScreeningRecord.risk_level, func.count()).where(ScreeningRecord.campaign_id == campaign_id)
             .group_by(ScreeningRecord.risk_level))}
@@ -89,22 +156,20 @@ def campaign_dashboard(store: Store, campaign_id: int) -> dict[str, Any]:
                 row["completed"] += int(n)
             if final in ("unreachable", "invalid_number", "wrong_number"):
                 row["unreachable"] += int(n)
-        lines = int(s.scalar(select(func.count()).select_from(CallAttempt).where(
-            CallAttempt.campaign_id == campaign_id, CallAttempt.outcome == "dialing")) or 0)
+        lines = len(dialing)
         last = s.scalar(select(func.max(CallAttempt.started_at)).where(CallAttempt.campaign_id == campaign_id))
-        workers = sorted(w for (w,) in s.execute(
-            select(CallAttempt.worker).where(CallAttempt.campaign_id == campaign_id,
-                                             CallAttempt.outcome == "dialing").distinct()) if w)
+        workers = sorted({w for _, w in dialing if w})
     total_attempts = sum(attempts.values())
     answered = attempts.get("answered", 0)
     return {
         "campaign": {"id": camp.id, "name": camp.name, "state": camp.state, "timezone": camp.timezone,
-                     "max_lines": int((camp.pacing or {}).get("max_concurrent_calls", 0) or 0)},
+                     "max_lines": int((camp.pacing or {}).get("max_concurrent_calls", 0) or 0),
+                     "trunk": camp.trunk},
         "contacts": contacts,
         "final_outcomes": finals,
-        "attempts": attempts,
+        "attempts": dict(attempts),
         "answer_rate": round(answered / total_attempts, 4) if total_attempts else None,
-        "timeline": timeline,
+        "timeline": timeline_points,
         "risks": risks,
         "reasons": dict(reasons.most_common(12)),
         "open_escalations": escalations,

@@ -9,22 +9,26 @@ half-way never leaves a half-written file under the requested name.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
+import io
 import logging
 import os
 import re
-import tempfile
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from sqlalchemy import select
 
-from results.masking import mask_national_id, mask_phone
+from results.cells import formula_safe
+from results.masking import mask_national_id, mask_phone, mask_text
 from results.models import AuditLog, CallAttempt, Campaign, Escalation, Resident, ScreeningRecord
 from results.store import Store
 
@@ -78,6 +82,14 @@ class Table:
     title: str
     headers: list[str]
     rows: Iterable[Sequence[Any]]
+    #: numbers inside free text (names, addresses, reasons) are masked by the writers
+    mask_free_text: bool = False
+
+
+def _masked_rows(table: Table) -> Iterable[Sequence[Any]]:
+    if not table.mask_free_text:
+        return table.rows
+    return ([mask_text(v) if isinstance(v, str) else v for v in row] for row in table.rows)
 
 
 def _fmt_time(value: dt.datetime | None, tz: ZoneInfo) -> dt.datetime | None:
@@ -310,33 +322,126 @@ def escalation_tables(store: Store, campaign_id: int | None, tz: ZoneInfo, *, un
 # ----------------------------------------------------------------------------- writers
 
 
-def _atomic_target(out: Path) -> tuple[Path, Path]:
+def format_for(out: Path, fmt: str | None) -> str:
+    """The export format: `--format` when given (the file's extension must agree), else the extension.
+
+    Raises ExportError for an extension that is neither .csv nor .xlsx or one that contradicts --format.
+    """
+    suffix = out.suffix.lower().lstrip(".")
+    if fmt is not None and fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if suffix not in FORMATS:
+        shown = f".{suffix}" if suffix else "no extension"
+        want = f".{fmt}" if fmt else ".csv or .xlsx"
+        raise ExportError(f"--out {out}: the file name has {shown}; name it {want}")
+    if fmt is not None and suffix != fmt:
+        raise ExportError(f"--out {out}: the name says .{suffix} but --format is {fmt}; make them agree")
+    return suffix
+
+
+def _check_target(out: Path) -> Path:
     out = out.expanduser()
-    if out.exists() and out.is_dir():
+    if out.is_dir():
         raise ExportError(f"--out {out} is a directory; give a file name")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    os.close(fd)
-    return out, Path(tmp)
+    if not out.parent.is_dir():
+        raise ExportError(f"--out {out}: the folder {out.parent} does not exist; create it first")
+    return out
+
+
+def _part_name(out: Path) -> Path:
+    return out.with_name(f".{out.name}.{os.getpid()}.part")
+
+
+def _sweep_stale_parts(out: Path) -> None:
+    """Remove the hidden partial files that killed exports to `out` left behind (their writer is gone)."""
+    for part in out.parent.glob(f".{glob_escape(out.name)}.*.part"):
+        pid = part.name[len(out.name) + 2 : -len(".part")]
+        if pid.isdigit() and not _alive(int(pid)):
+            part.unlink(missing_ok=True)
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def _published(out: Path, before_publish: Callable[[], None] | None) -> Iterator[BinaryIO]:
+    """A binary file that appears under `out` only once it is complete.
+
+    The data goes to an anonymous file in the target's folder (O_TMPFILE), linked in at the end, so even a
+    kill -9 leaves nothing behind; where the file system has no O_TMPFILE, to a hidden `.NAME.PID.part`
+    that the next export to the same name removes. `before_publish` runs after the data is written and
+    before the file appears (if it raises, no file appears).
+    """
+    out = _check_target(out)
+    _sweep_stale_parts(out)
+    anonymous = hasattr(os, "O_TMPFILE")
+    part = _part_name(out)
+    try:
+        fd = os.open(out.parent, os.O_TMPFILE | os.O_RDWR, 0o644) if anonymous else -1
+    except OSError:
+        anonymous = False
+    if not anonymous:
+        fd = os.open(part, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+    f = os.fdopen(fd, "w+b")
+    try:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+        if before_publish is not None:
+            before_publish()
+        if anonymous:
+            _materialize(f, part)
+        os.replace(part, out)
+    finally:
+        f.close()
+        part.unlink(missing_ok=True)
+
+
+def _materialize(f: BinaryIO, part: Path) -> None:
+    """Give the anonymous file `f` the name `part`: a hard link where the kernel allows it, else a copy."""
+    part.unlink(missing_ok=True)
+    try:
+        os.link(f"/proc/self/fd/{f.fileno()}", part)
+        return
+    except OSError:  # no /proc, or a sandbox that refuses links across its mounts: copy (briefly visible)
+        pass
+    f.seek(0)
+    with part.open("xb") as dst:
+        shutil.copyfileobj(f, dst, 1 << 20)
+        dst.flush()
+        os.fsync(dst.fileno())
 
 
 def write_csv(out: Path, table: Table, *, before_publish: Callable[[int], None] | None = None) -> int:
-    """UTF-8 with a BOM, so Excel opens the Chinese headers correctly. `before_publish(rows)` runs after
-    the data is written and before the file appears under its name (if it raises, no file appears)."""
-    out, tmp = _atomic_target(out)
+    """UTF-8 with a BOM, so Excel opens the Chinese headers correctly; every cell formula-safe.
+    `before_publish(rows)` runs after the data is written and before the file appears under its name
+    (if it raises, no file appears)."""
     n = 0
-    try:
-        with tmp.open("w", encoding="utf-8-sig", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(table.headers)
-            for row in table.rows:
-                w.writerow(row)
-                n += 1
+
+    def hook() -> None:
         if before_publish is not None:
             before_publish(n)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    with _published(out, hook) as f:
+        text = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
+        w = csv.writer(text)
+        w.writerow([formula_safe(h) for h in table.headers])
+        for row in _masked_rows(table):
+            w.writerow([formula_safe(v) for v in row])
+            n += 1
+        text.flush()
+        text.detach()
     return n
 
 
@@ -399,9 +504,13 @@ def _xlsx_row(ws: Any, row: Sequence[Any]) -> list[Any]:
 
 def write_xlsx(out: Path, tables: Sequence[Table], *, before_publish: Callable[[int], None] | None = None) -> int:
     """One sheet per table; `before_publish` as in write_csv."""
-    out, tmp = _atomic_target(out)
     n = 0
-    try:
+
+    def hook() -> None:
+        if before_publish is not None:
+            before_publish(n)
+
+    with _published(out, hook) as f:
         wb = Workbook(write_only=True)
         used: set[str] = set()
         for t in tables:
@@ -409,17 +518,12 @@ def write_xlsx(out: Path, tables: Sequence[Table], *, before_publish: Callable[[
             _layout(ws, t.headers)
             ws.append(t.headers)
             rows = 0
-            for row in t.rows:
+            for row in _masked_rows(t):
                 ws.append(_xlsx_row(ws, row))
                 rows += 1
             n += rows
             _autofilter(ws, t.headers, rows)
-        wb.save(tmp)
-        if before_publish is not None:
-            before_publish(n)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+        wb.save(f)
     return n
 
 
@@ -434,6 +538,8 @@ def _write(store: Store, tables: Sequence[Table], *, fmt: str, out: Path, unmask
             ))
 
     hook = audit_unmasked if unmasked else None
+    if not unmasked:  # numbers inside names, addresses and reasons go through the masker too
+        tables = [dataclasses.replace(t, mask_free_text=True) for t in tables]
     try:
         if fmt == "csv":
             return write_csv(out, tables[0], before_publish=hook)
@@ -446,7 +552,7 @@ def export_escalations(
     store: Store,
     *,
     campaign: str | None,
-    fmt: str,
+    fmt: str | None,
     out: Path,
     unmasked: bool = False,
     only_open: bool = True,
@@ -454,8 +560,8 @@ def export_escalations(
     timezone: str = "Asia/Shanghai",
 ) -> int:
     """`outreach escalations export`: every community's list (XLSX: one sheet each), most urgent first."""
-    if fmt not in FORMATS:
-        raise ExportError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    _check_target(out)
+    fmt = format_for(out, fmt)
     if campaign is not None:
         campaign_id: int | None
         campaign_id, tz = _campaign(store, campaign)
@@ -474,7 +580,7 @@ def export(
     *,
     campaign: str,
     what: str,
-    fmt: str,
+    fmt: str | None,
     out: Path,
     unmasked: bool = False,
     actor: str = "",
@@ -487,8 +593,8 @@ def export(
     """
     if what not in WHAT:
         raise ExportError(f"--what {what!r}: choose one of {', '.join(WHAT)}")
-    if fmt not in FORMATS:
-        raise ExportError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    _check_target(out)
+    fmt = format_for(out, fmt)
     campaign_id, tz = _campaign(store, campaign)
     if what == "screenings":
         tables = [screenings_table(store, campaign_id, tz, unmasked=unmasked)]

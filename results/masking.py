@@ -1,6 +1,29 @@
-"""Masking of phone and national ID numbers for logs, listings and exports."""
+"""Masking of phone and national ID numbers: the one masker for logs, CLI errors, listings and exports.
+
+`mask_phone` and `mask_national_id` mask one known value; `mask_text` finds and masks every number inside
+free text (a log line, an error message, a 备注 cell): Chinese mobiles and landlines in every form they are
+stored or typed in (E.164 `+8613800138000` / `+861065529988`, national `13800138000` / `010-65529988`,
+`0086`/`86` prefixes, spaced or dashed groups `138 0013 8000`, `(010) 6552 9988`, full-width digits) and
+18-digit resident IDs.
+"""
 
 from __future__ import annotations
+
+import re
+
+# Between two digit groups people write one space, a dash, a dot or nothing.
+_S = r"[ \t\u00a0\u3000\-.]?"
+_PREFIX = rf"(?:(?:\+|00){_S}86{_S}|86{_S}(?=1))?"
+_MOBILE = rf"{_PREFIX}1{_S}[3-9](?:{_S}\d){{9}}"
+# A landline: 0 + area code (2-3 digits) in optional brackets, or +86 / 0086 and the area code without its 0,
+# then a 7-8 digit subscriber number, in groups.
+_AREA = rf"(?:(?:\+|00){_S}86{_S}\(?0?|\(?0)[1-9]\d{{1,2}}\)?"
+_LANDLINE = rf"{_AREA}{_S}\d(?:{_S}\d){{6,7}}"
+_NATIONAL_ID = r"\d{17}[\dXx]"
+_NUMBER_RE = re.compile(
+    rf"(?<!\d)(?:(?P<id>{_NATIONAL_ID})|(?P<phone>{_MOBILE}|{_LANDLINE}))(?!\d)", re.ASCII
+)
+_NOT_DIGIT_RE = re.compile(r"[^\dXx]")
 
 
 def mask_phone(phone: str | None) -> str:
@@ -32,3 +55,31 @@ def mask_name(name: str | None) -> str:
     if len(name) <= 2:
         return name[0] + "*"
     return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
+def _masked(found: str, national_id: bool) -> str:
+    if national_id:
+        return mask_national_id(found)
+    plus = "+" if found.startswith("+") else ""
+    return mask_phone(plus + _NOT_DIGIT_RE.sub("", found))
+
+
+# Full-width digits and plus (typed with a Chinese input method): matched as their ASCII twins, one to one.
+_WIDE = str.maketrans({chr(0xFF10 + i): str(i) for i in range(10)} | {"＋": "+", "（": "(", "）": ")"})
+
+
+def mask_text(text: str) -> str:
+    """Every phone or national ID number inside free text, masked; everything else unchanged."""
+    if not text:
+        return text
+    plain = text.translate(_WIDE)  # same length: spans found in `plain` are spans of `text`
+    out: list[str] = []
+    end = 0
+    for m in _NUMBER_RE.finditer(plain):
+        out.append(text[end : m.start()])
+        out.append(_masked(m.group(0), m.group("id") is not None))
+        end = m.end()
+    if not out:
+        return text
+    out.append(text[end:])
+    return "".join(out)

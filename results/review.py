@@ -303,3 +303,15 @@ def campaign_escalations_in_scope(store: Store, campaign_id: int, *, scope: Sequ
         return int(s.scalar(_scoped(
             select(func.count()).select_from(Escalation).where(Escalation.campaign_id == campaign_id),
             Escalation.community, scope)) or 0)
+
+
+def busiest_community(store: Store) -> str | None:
+    """The community with the most open escalations (the demo's worker account gets it)."""
+    with store.session() as s:
+        row = s.execute(
+            select(Escalation.community, func.count().label("n")).where(Escalation.status.in_(OPEN_STATUSES))
+            .group_by(Escalation.community).order_by(func.count().desc(), Escalation.community).limit(1)
+        ).first()
+        if row is not None:
+            return str(row[0])
+        return s.scalar(select(Resident.community).where(Resident.community != "").limit(1))

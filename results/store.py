@@ -12,10 +12,12 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from results.masking import mask_text
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +37,53 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database or an in-memory one)."""
+    try:
+        u = make_url(url)
+    except Exception:
+        return None
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database).expanduser()
+
+
+def _check_sqlite_file(url: str, *, create: bool, create_folder: bool) -> None:
+    """A SQLite store's file: its folder must exist (a typo must not create a new store somewhere), it
+    must not be a folder, and commands that only read never create it."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if path.is_dir():
+        raise StoreError(f"the store {path} is a folder, not a database file; check --db / database.url")
+    if path.exists():
+        return
+    if not path.parent.is_dir() and not (create and create_folder):
+        raise StoreError(
+            f"the folder {path.parent} of the store {path.name} does not exist; check --db / database.url "
+            "or create the folder first"
+        )
+    if not create:
+        raise StoreError(
+            f"no store at {path}: the file does not exist (check --db / database.url; a new store is created by "
+            "`outreach db upgrade` or `outreach contacts import`)"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create an engine for a SQLite or PostgreSQL URL; creates the SQLite file's folder."""
+    """Create an engine for a SQLite or PostgreSQL URL.
+
+    Statement parameters are never shown, neither in logs nor in error messages (they hold phone and ID
+    numbers). `echo` logs the statements through the `sqlalchemy.engine` logger, i.e. through the
+    application's masking log handlers, never through a handler of SQLAlchemy's own.
+    """
     try:
         u = make_url(url)
     except Exception as exc:
         raise StoreError(f"invalid database URL {_shown(url)}: {exc}") from exc
-    kwargs: dict[str, Any] = {"echo": echo}
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
     elif u.get_backend_name() == "postgresql":
         if u.drivername == "postgresql":
@@ -52,10 +91,23 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         kwargs["pool_pre_ping"] = True
     else:
         raise StoreError(f"unsupported database {u.get_backend_name()!r}: use sqlite:/// or postgresql://")
-    engine = create_engine(u, **kwargs)
+    if echo:
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+    try:
+        engine = create_engine(u, **kwargs)
+    except Exception as exc:  # a missing driver, a bad port or option in the URL
+        raise StoreError(f"invalid database URL {_shown(url)}: {exc}") from exc
     if u.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """A database error for a message: the driver's first line, numbers masked, no SQL and no parameters."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return mask_text(first)
 
 
 def _shown(url: str) -> str:
@@ -93,22 +145,45 @@ def head_revision() -> str | None:
 class Store:
     """The shared store: one engine, a session factory, migrations applied on open."""
 
-    def __init__(self, url: str, *, echo: bool = False, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, migrate: bool = True, create: bool = True,
+        create_folder: bool = True,
+    ) -> None:
+        """Open the store at `url`.
+
+        `create=False` (commands that only read or change existing work): the store must exist and have the
+        schema. `create_folder=False`: a SQLite file's folder must exist. A database that has tables but no
+        outreach schema is never migrated into. Raises StoreError with a message naming the store.
+        """
         self.url = url
+        _check_sqlite_file(url, create=create, create_folder=create_folder)
         self.engine = make_engine(url, echo=echo)
         try:
+            have = current_revision(self.engine)
+            if have is None:
+                foreign = [t for t in inspect(self.engine).get_table_names() if t != "alembic_version"]
+                if foreign:
+                    shown = ", ".join(sorted(foreign)[:5])
+                    raise StoreError(
+                        f"{_shown(url)} is not an outreach store: it holds other tables ({shown}) and no outreach "
+                        "schema; check --db / database.url"
+                    )
+                if not create:
+                    raise StoreError(
+                        f"{_shown(url)} has no outreach schema (an empty database); create it with "
+                        "`outreach db upgrade`"
+                    )
             if migrate:
                 upgrade(self.engine)
             else:
-                have, want = current_revision(self.engine), head_revision()
+                want = head_revision()
                 if have != want:
                     raise StoreError(
                         f"database schema is at {have!r}, this version needs {want!r}: run `outreach db upgrade`"
                     )
         except SQLAlchemyError as exc:
             self.engine.dispose()
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise StoreError(f"cannot open the database {_shown(url)}: {reason}") from exc
+            raise StoreError(f"cannot open the database {_shown(url)}: {describe_db_error(exc)}") from exc
         except StoreError:
             self.engine.dispose()
             raise

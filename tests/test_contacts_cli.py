@@ -153,7 +153,8 @@ def test_unopenable_database_exits_2_with_a_message(corpus: dict[str, Path], tmp
     (tmp_path / "folder.db").mkdir()
     code, out, err = cli(f"sqlite:///{tmp_path / 'folder.db'}", "contacts", "import", str(corpus["utf8"]), "--json")
     assert code == 2 and out == ""
-    assert err == f"error: cannot open the database sqlite:///{tmp_path / 'folder.db'}: unable to open database file\n"
+    assert err == (f"error: the store {tmp_path / 'folder.db'} is a folder, not a database file; "
+                   "check --db / database.url\n")
     assert not (corpus["utf8"].parent / f"{corpus['utf8'].stem}.rejects.csv").exists()
 
 

@@ -220,3 +220,29 @@ async def test_a_second_worker_on_the_same_host_leaves_the_first_ones_calls_alon
     await first.stop()
     assert await second.sweep() == 4
     await second.stop()
+
+
+def test_settings_edited_in_the_store_take_effect_on_the_running_engine(store: Store) -> None:
+    make_campaign(store, n=40, pacing={"max_concurrent_calls": 10, "calls_per_second": 2.0}, windows=ALL_DAY)
+    db.set_state(store, "c1", "running", now=START)
+    clock = VirtualClock(START)
+    eng = engine(store, clock, SimulatedNetwork(seed=6))
+
+    async def go() -> dt.datetime:
+        await eng.start()
+        for _ in range(4):
+            nxt = await eng.step()
+            assert nxt is not None
+            clock.advance_to(nxt)
+        db.update_settings(store, "c1", now=clock.now(), pacing={"calls_per_second": 0.2})
+        changed = clock.now()
+        await eng.run_virtual()
+        await eng.stop()
+        return changed
+
+    changed = asyncio.run(go())
+    starts = sorted(a.started_at for a in attempts(store))
+    before = [b for a, b in zip(starts, starts[1:], strict=False) if b < changed]
+    after = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False) if a >= changed]
+    assert before and after
+    assert min(after) >= 5.0 - 1e-6  # 0.2 calls/s from the next tick on

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from asr.base import ScriptedRecognizer
 from campaigns.clock import ScaledClock
 from campaigns.engine import CampaignEngine, EngineSettings
+from campaigns.service import make_prompt_preparer
 from dialer.base import OriginateRequest
 from dialer.media import MediaSession
 from dialer.memory import MemoryCaller, MemoryTelephony
@@ -65,8 +67,28 @@ async def test_a_campaign_by_voice_over_memory_media(store: Store, speech: bytes
         report = await run_dialog(session, media, asr, prompt_audio, settings)
         return report.result, asyncio.get_running_loop().time() - t0
 
+    order: list[tuple[str, str]] = []
+    rendered: list[str] = []
+    sessions = build_sessions(Config())
+
+    async def render(script: Any, contacts: list[Any]) -> None:  # the TTS cache's batch render stands here
+        rendered.extend(script.render_prompts(c)[0] for c in contacts)
+
+    preparer = make_prompt_preparer(sessions, render)
+
+    async def prepare(info: db.CampaignInfo, claim: db.Claim) -> None:
+        await preparer(info, claim)
+        order.append(("prepared", claim.channel_id))
+
+    real_originate = telephony.originate
+
+    async def originate(request: OriginateRequest) -> Any:
+        order.append(("dialled", request.channel_id))
+        return await real_originate(request)
+
+    telephony.originate = originate  # type: ignore[method-assign]
     clock = ScaledClock(START, 1.0)
-    eng = CampaignEngine(store, telephony, clock, build_sessions(Config()), media_runner=media_runner,
+    eng = CampaignEngine(store, telephony, clock, sessions, media_runner=media_runner, prepare_prompts=prepare,
                          settings=EngineSettings(worker="voice", slice_s=0.5))
     async with telephony:
         await eng.start()
@@ -89,3 +111,8 @@ async def test_a_campaign_by_voice_over_memory_media(store: Store, speech: bytes
     # the voice runner's turn records (latency) reach the stored attempt
     assert all(any(t.get("latency_ms") is not None for t in a.turns) for a in rows)
     assert all(c.heard_frames > 0 for c in telephony.callers.values())
+    # each contact's prompts were rendered before its call was placed
+    for kind, ch in order:
+        if kind == "dialled":
+            assert order.index(("prepared", ch)) < order.index(("dialled", ch))
+    assert len(rendered) == 4 and all(isinstance(t, str) and t for t in rendered)

@@ -217,6 +217,7 @@ def test_an_unmasked_export_never_appears_without_its_audit_row(finished: str, t
     con.close()
     store = Store(f"sqlite:///{copy}", migrate=False)
     out_dir = tmp_path / "out"
+    out_dir.mkdir()
     out = out_dir / "a.csv"
     with pytest.raises(OperationalError, match="audit_log"):
         exports.export(store, campaign="c1", what="attempts", fmt="csv", out=out, unmasked=True)

@@ -125,6 +125,9 @@ def test_render_reports_failures_and_exits_1(tmp_path: Path) -> None:
 def test_play_writes_wav(tmp_path: Path) -> None:
     setup_config(tmp_path)
     out = tmp_path / "listen" / "t.wav"
+    missing = cli(tmp_path, "prompts", "play", "您的体温是37.3度", "--out", str(out))
+    assert missing.returncode == 2 and "the folder" in missing.stderr and "listen does not exist" in missing.stderr
+    out.parent.mkdir()
     p = cli(tmp_path, "prompts", "play", "您的体温是37.3度", "--out", str(out))
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith(f"wrote {out} (") and p.stdout.endswith("8000 Hz mono, from espeak)\n")

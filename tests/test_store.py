@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_bad_url_names_itself() -> None:
 def test_unopenable_sqlite_file_is_a_store_error(tmp_path: Path) -> None:
     """Review of issue 3: these gave a SQLAlchemy traceback instead of a message naming the database."""
     (tmp_path / "dir.db").mkdir()
-    with pytest.raises(StoreError, match=r"cannot open the database sqlite:///.*dir\.db: unable to open database file"):
+    with pytest.raises(StoreError, match=r"the store .*dir\.db is a folder, not a database file"):
         Store(f"sqlite:///{tmp_path / 'dir.db'}")
     (tmp_path / "text.db").write_text("not a database\n" * 100)
     with pytest.raises(StoreError, match=r"cannot open the database sqlite:///.*text\.db: file is not a database"):
@@ -112,3 +113,32 @@ def test_workers_starting_together_may_race_to_write_a_store_fact(store: Store) 
         other.close()
     assert errors == []
     assert db.get_meta(store, "kind") == "simulation"
+
+
+def test_a_missing_folder_or_file_never_creates_a_store_silently(tmp_path: Path) -> None:
+    """Issue 11: a typo'd --db path created a new empty store (and its folders)."""
+    with pytest.raises(StoreError, match=r"the folder .*nosuch of the store x\.db does not exist"):
+        Store(f"sqlite:///{tmp_path / 'nosuch' / 'x.db'}", create_folder=False)
+    assert not (tmp_path / "nosuch").exists()
+    with pytest.raises(StoreError, match=r"no store at .*new\.db"):
+        Store(f"sqlite:///{tmp_path / 'new.db'}", create=False)
+    assert not (tmp_path / "new.db").exists()
+    Store(f"sqlite:///{tmp_path / 'new.db'}", create_folder=False).close()  # an existing folder: created
+    Store(f"sqlite:///{tmp_path / 'new.db'}", create=False).close()  # now it exists with the schema
+
+
+def test_a_database_without_the_schema_is_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(StoreError, match=r"empty\.db has no outreach schema"):
+        Store(f"sqlite:///{empty}", create=False)
+    foreign = tmp_path / "foreign.db"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE customers (id INTEGER)")
+    con.commit()
+    con.close()
+    for create in (True, False):
+        with pytest.raises(StoreError, match=r"foreign\.db is not an outreach store: it holds other tables \(customers\)"):
+            Store(f"sqlite:///{foreign}", create=create)
+    tables = {r[0] for r in sqlite3.connect(foreign).execute("select name from sqlite_master")}
+    assert tables == {"customers"}

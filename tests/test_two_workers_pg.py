@@ -74,14 +74,9 @@ def test_two_workers_never_dial_the_same_contact(pg_url: str, tmp_path: Path) ->
     phones = [parts[1] for parts in lines]
     assert len(phones) == len(set(phones)) == len(contacts)
     assert all(a.outcome != "dialing" and a.attempt_no == 1 for a in attempts)
-    # the trunk's budget is shared by both workers: lines and calls per second hold in total
-    events = sorted([(a.started_at, 1) for a in attempts] + [(a.ended_at, -1) for a in attempts if a.ended_at],
-                    key=lambda e: (e[0], e[1]))
-    cur = peak = 0
-    for _, d in events:
-        cur += d
-        peak = max(peak, cur)
-    assert peak <= TRUNK["max_channels"]
+    # the trunk's budget is shared by both workers: calls per second hold in total (the start instants come
+    # from the trunk's bucket in the store; the two processes' scaled clocks are offset, so call end times
+    # from different workers cannot be compared here)
     starts = sorted(a.started_at for a in attempts)
     gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
     assert min(gaps) >= 1 / TRUNK["calls_per_second"] - 1e-6

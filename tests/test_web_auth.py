@@ -257,6 +257,13 @@ def test_worker_b_export_of_a_campaign_without_their_community_is_404(world: Wor
         assert c.get(f"/queue/export/{campaign_id}.xlsx").status_code == 404
 
 
+def test_sms_receipts_are_mounted_and_refuse_unsigned_calls(app_client: TestClient) -> None:
+    r = app_client.post("/sms/aliyun/report/not-the-token", json=[])
+    assert r.status_code == 403
+    r = app_client.post("/sms/twilio/status", data={"MessageSid": "SM1", "MessageStatus": "delivered"})
+    assert r.status_code == 403  # no valid X-Twilio-Signature
+
+
 def test_healthz_and_metrics(app_client: TestClient) -> None:
     r = app_client.get("/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok", "database": "ok"}
@@ -265,3 +272,4 @@ def test_healthz_and_metrics(app_client: TestClient) -> None:
     assert "outreach_escalations_open" in text and "outreach_lines_in_use" in text
     assert "outreach_turn_latency_seconds_bucket" in text and "outreach_nlu_latency_seconds_count" in text
     assert "outreach_campaigns{state=\"completed\"} 1.0" in text
+    assert "outreach_workers_alive" in text and "outreach_breaker_open" in text

@@ -347,6 +347,11 @@ def run(
         fail("--virtual-time and --speed exclude each other")
     if cfg.telephony.backend == "asterisk" and (virtual_time or speed is not None):
         fail("telephony.backend asterisk places real calls on the wall clock: drop --virtual-time / --speed")
+    for name in campaign:  # a typo must not run nothing, silently (checked before anything is written)
+        try:
+            db.get_campaign(store, name)
+        except db.CampaignError as exc:
+            fail(f"--campaign {name!r}: {exc}")
     check_store_for(store, simulated=cfg.telephony.backend == "simulated", simulated_time=virtual_time or speed is not None)
     origin = _parse_start(start)
     clock: Clock
@@ -366,7 +371,8 @@ def run(
     except TelephonyError as exc:
         fail(str(exc))
         return
-    engine = CampaignEngine(store, telephony, clock, build_sessions(cfg), settings=settings, campaigns=campaign,
+    sessions = build_sessions(cfg)
+    engine = CampaignEngine(store, telephony, clock, sessions, settings=settings, campaigns=campaign,
                             media_runner=media_runner)
     if media_runner is not None:
         wire_inbound(cfg, telephony, store, media_runner)
@@ -555,8 +561,10 @@ def demo(
         if progress is not None:
             progress.stop()
     summary = result.summary
-    if as_json:
+    web = _demo_web(cfg, result.store_url)
+    if as_json:  # stdout stays the one summary object (the same for the same seed); the logins go to stderr
         print(json.dumps(summary, ensure_ascii=False))
+        typer.echo(json.dumps({"web": web}, ensure_ascii=False), err=True)
         return
     from rich.console import Console
     from rich.table import Table
@@ -569,6 +577,29 @@ def demo(
     Console().print(table)
     for kind, path in result.files.items():
         print(f"{kind}: {path}")
+    print(f"web console: run `{web['serve']}` and open {web['url']}")
+    for acc in web["accounts"]:
+        where = f" ({', '.join(acc['communities'])})" if acc["communities"] else ""
+        print(f"  {acc['role']} login{where}: {acc['name']} / password {acc['password']}")
+
+
+def _demo_web(cfg: Config, store_url: str) -> dict[str, Any]:
+    """Accounts for the web console in the demo store, and how to open it."""
+    from outreach.services.accounts import demo_accounts
+    from results.store import Store
+
+    store = Store(store_url)
+    try:
+        accounts = demo_accounts(store)
+    finally:
+        store.close()
+    host = cfg.web.host
+    return {
+        "serve": f"outreach --db {store_url} serve",
+        "url": f"http://{host}:{cfg.web.port}/",
+        "accounts": [{"name": a.name, "role": a.role, "communities": list(a.communities), "password": a.password}
+                     for a in accounts],
+    }
 
 
 def _stderr_console() -> Any:

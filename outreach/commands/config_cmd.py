@@ -27,7 +27,7 @@ def show(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=
 @db_app.command("upgrade")
 def upgrade(ctx: typer.Context) -> None:
     """Create the store or migrate it to the newest schema."""
-    store = get_ctx(ctx).store()
+    store = get_ctx(ctx).store(create=True)
     from results.store import current_revision
 
     print(f"database at revision {current_revision(store.engine)}")

@@ -11,10 +11,11 @@ from typing import Any
 
 import typer
 
-from outreach.context import fail, get_ctx
+from outreach.context import check_text_options, fail, get_ctx
 from outreach.services import ServiceError
 from outreach.services.imports import import_file
-from results.masking import mask_national_id, mask_phone
+from results.limits import COMMUNITY_MAX
+from results.masking import mask_national_id, mask_phone, mask_text
 from results.residents import list_residents, record_audit
 
 app = typer.Typer(help="Resident lists: import CSV/XLSX files, list stored residents.", no_args_is_help=True)
@@ -67,26 +68,41 @@ def import_cmd(
     rejects: Path | None = typer.Option(
         None, "--rejects", help="Where rejected rows go (default: <name>.rejects.<ext> beside FILE)."
     ),
+    sheet: str | None = typer.Option(
+        None, "--sheet", help="Only this worksheet of an .xlsx (default: every sheet with a phone column)."
+    ),
 ) -> None:
     """Import residents from FILE; rows are merged by phone, bad rows go to a rejects file. All or nothing."""
     use_bar = sys.stdout.isatty() and not as_json
     try:
+        app_ctx = get_ctx(ctx)
         result = import_file(
-            get_ctx(ctx).store, file, community=community or "", rejects=rejects, actor=_actor(),
-            progress=(lambda total: _Bar(total, enabled=True)) if use_bar else None,
+            lambda: app_ctx.store(create=True), file, community=community or "", rejects=rejects, actor=_actor(),
+            progress=(lambda total: _Bar(total, enabled=True)) if use_bar else None, sheet=sheet,
         )
     except ServiceError as exc:
         fail(str(exc), code=exc.code)
         return
     summary, written = result.summary, result.rejects_file
+    multi_sheet = result.sheet_count > 1
     if as_json:
-        print(json.dumps({
+        out: dict[str, Any] = {
             "imported": summary.imported,
             "updated": summary.updated,
             "rejected": summary.rejected,
             "rejects_file": str(written) if written is not None else None,
-        }, ensure_ascii=False))
+        }
+        if multi_sheet:
+            out["sheets_read"] = list(result.sheets_read)
+            out["sheets_skipped"] = [name for name, _ in result.sheets_skipped]
+        print(json.dumps(out, ensure_ascii=False))
         return
+    if multi_sheet:
+        skipped = "、".join(f"{name}（{why}）" for name, why in result.sheets_skipped)
+        not_chosen = result.sheet_count - len(result.sheets_read) - len(result.sheets_skipped)
+        print(f"读取的工作表：{'、'.join(result.sheets_read)}"
+              + (f"；跳过：{skipped}" if skipped else "")
+              + (f"；未选择的工作表 {not_chosen} 个（--sheet）" if not_chosen else ""))
     print(
         f"导入完成：新增 {summary.imported} 人，更新 {summary.updated} 人，"
         f"文件内重复合并 {summary.duplicates} 行，拒绝 {summary.rejected} 行"
@@ -110,6 +126,7 @@ def list_cmd(
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many residents."),
 ) -> None:
     """Show stored residents; phone and ID numbers are masked unless --unmasked."""
+    check_text_options(("--community", community, COMMUNITY_MAX))
     store = get_ctx(ctx).store()
     residents = list_residents(store, community=community, limit=limit)
     if unmasked:
@@ -117,18 +134,20 @@ def list_cmd(
             store, "residents.list_unmasked", actor=_actor(),
             details={"community": community, "count": len(residents)},
         )
+    # free text (a 备注 like 其他号码：139...) passes through the same masker as the numbers
+    text: Callable[[str], str] = (lambda v: v) if unmasked else mask_text
     out: list[dict[str, Any]] = []
     for r in residents:
         out.append({
             "id": r.id,
-            "name": r.name,
+            "name": text(r.name),
             "phone": r.phone if unmasked else mask_phone(r.phone),
-            "community": r.community,
-            "address": r.address,
+            "community": text(r.community),
+            "address": text(r.address),
             "national_id": (r.national_id if unmasked else mask_national_id(r.national_id)) or None,
             "arrival_date": r.arrival_date.isoformat() if r.arrival_date else None,
-            "tags": list(r.tags or []),
-            "note": r.note,
+            "tags": [text(str(t)) for t in r.tags or []],
+            "note": text(r.note),
         })
     if as_json:
         print(json.dumps({"count": len(out), "residents": out}, ensure_ascii=False))

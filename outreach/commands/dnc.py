@@ -58,7 +58,7 @@ def add_cmd(
 ) -> None:
     """Put a number on the list: no campaign calls it any more."""
     number = _phone(phone)
-    new = add_do_not_call_numbers(get_ctx(ctx).store(), [number], reason=reason, source="staff", actor=_actor())
+    new = add_do_not_call_numbers(get_ctx(ctx).store(create=True), [number], reason=reason, source="staff", actor=_actor())
     print(f"{'added' if new else 'already listed'}: {mask_phone(number)}")
 
 

@@ -16,7 +16,7 @@ app = typer.Typer(help="Escalation lists for community workers.", no_args_is_hel
 def export_cmd(
     ctx: typer.Context,
     campaign: str | None = typer.Option(None, "--campaign", help="Only this campaign (default: every escalation)."),
-    fmt: str = typer.Option("xlsx", "--format", help="xlsx (one sheet per community) | csv"),
+    fmt: str | None = typer.Option(None, "--format", help="xlsx (one sheet per community) | csv (default: from the --out extension, which must agree)"),
     out: Path = typer.Option(..., "--out", help="Output file."),
     status: str = typer.Option("open", "--status", help="open | all"),
     unmasked: bool = typer.Option(False, "--unmasked", help="Full phone and ID numbers (written to the audit log)."),
@@ -25,7 +25,7 @@ def export_cmd(
     phones and IDs masked unless --unmasked."""
     from results.exports import FORMATS, ExportError, export_escalations
 
-    if fmt not in FORMATS:
+    if fmt is not None and fmt not in FORMATS:
         fail(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if status not in ("open", "all"):
         fail(f"--status {status!r}: choose open or all")

@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
 
                 # Records first: a crash between the two steps leaves files nobody references, which the
                 # next purge deletes, never a record naming a file that is gone.
-                marked = forget_audio(app_ctx.store(), report.refs)
+                marked = forget_audio(app_ctx.store(), report.refs) if app_ctx.store_exists() else 0
                 report = purge_answer_audio(audio_dir, older_than, now=now)
         except OSError as exc:
             fail(f"cannot purge {audio_dir}: {exc}", code=1)

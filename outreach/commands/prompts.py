@@ -165,6 +165,8 @@ def play(
     """Render one text (from the cache when it is there) into a WAV file for staff to listen to."""
     if not text.strip():
         fail("TEXT is empty")
+    if not out.expanduser().parent.is_dir():
+        fail(f"--out {out}: the folder {out.expanduser().parent} does not exist; create it first")
     eng, cache = _engine(ctx, engine)
     pcm = cache.get(eng, text)
     source = "cache"

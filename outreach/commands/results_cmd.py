@@ -19,7 +19,7 @@ def export_cmd(
     ctx: typer.Context,
     campaign: str = typer.Option(..., "--campaign", help="Campaign name."),
     what: str = typer.Option(..., "--what", help="screenings | attempts | escalations"),
-    fmt: str = typer.Option("xlsx", "--format", help="csv | xlsx"),
+    fmt: str | None = typer.Option(None, "--format", help="csv | xlsx (default: from the --out extension, which must agree)."),
     out: Path = typer.Option(..., "--out", help="Output file."),
     unmasked: bool = typer.Option(False, "--unmasked", help="Full phone and ID numbers (written to the audit log)."),
 ) -> None:

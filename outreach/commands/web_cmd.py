@@ -29,7 +29,7 @@ def serve(
 
     app_ctx = get_ctx(ctx)
     cfg = app_ctx.config()
-    app = create_app(cfg, app_ctx.store())
+    app = create_app(cfg, app_ctx.store(create=True))
     h, p = host or cfg.web.host, cfg.web.port if port is None else port
     typer.echo(f"outreach web console on http://{h}:{p}/ (Ctrl-C stops it)", err=True)
     uvicorn.run(app, host=h, port=p, proxy_headers=True, forwarded_allow_ips=proxy, log_level="warning",
@@ -53,7 +53,7 @@ def add(
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     try:
-        user = add_user(get_ctx(ctx).store(), name, role=role, communities=community, password=password,
+        user = add_user(get_ctx(ctx).store(create=True), name, role=role, communities=community, password=password,
                         actor="cli", replace=reset)
     except ServiceError as exc:
         fail(str(exc), code=exc.code)

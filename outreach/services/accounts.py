@@ -140,3 +140,25 @@ def session_of(store: Store, token: str, *, now: dt.datetime, policy: LoginPolic
 
 def logout(store: Store, token: str, *, actor: str, now: dt.datetime) -> None:
     db.delete_session(store, _token_hash(token), actor=actor, now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoAccount:
+    name: str
+    role: str
+    communities: tuple[str, ...]
+    password: str
+
+
+def demo_accounts(store: Store) -> list[DemoAccount]:
+    """One staff and one worker account (for the community with the most open escalations) in a demo
+    store, with fresh random passwords."""
+    from results.review import busiest_community
+
+    community = busiest_community(store) or "东湖社区"
+    out = []
+    for name, role, comms in (("demo-staff", "staff", ()), ("demo-worker", "worker", (community,))):
+        password = secrets.token_urlsafe(9)
+        add_user(store, name, role=role, communities=comms, password=password, actor="demo", replace=True)
+        out.append(DemoAccount(name, role, tuple(comms), password))
+    return out

@@ -17,6 +17,7 @@ from dialogs.nlu.types import Nlu
 from outreach.config import Config, script_vars
 from outreach.services import ServiceError
 from results import campaigns as db
+from results.limits import CAMPAIGN_NAME_MAX, COMMUNITY_MAX, SOURCE_FILE_MAX, TAG_MAX, first_problem
 from results.store import Store
 
 SIMULATION_RATES = ("answer_rate", "no_answer_rate", "busy_rate", "congestion_rate", "invalid_rate")
@@ -101,6 +102,12 @@ def prepare_campaign(config: Config, spec: CampaignSpec) -> PreparedCampaign:
     Raises:
         ServiceError: the script is unreadable or invalid, a window or the policy is wrong.
     """
+    problem = first_problem(
+        ("campaign name", spec.name, CAMPAIGN_NAME_MAX), ("--community", spec.communities, COMMUNITY_MAX),
+        ("--tag", spec.tags, TAG_MAX), ("--file", spec.source_files, SOURCE_FILE_MAX),
+    )
+    if problem:  # the same limits on SQLite and PostgreSQL, before anything reaches the database
+        raise ServiceError(problem, zh=f"活动设置无效：{problem}")
     defaults = campaign_defaults(config)
     script_path = resolve_script(spec.script or config.campaign.script)
     from dialogs.script import ScriptError, load_script

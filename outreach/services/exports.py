@@ -13,15 +13,16 @@ from results.store import Store
 WHAT_ZH = {"screenings": "筛查记录", "attempts": "呼叫记录", "escalations": "上报名单"}
 
 
-def check_export(what: str, fmt: str) -> None:
+def check_export(what: str, fmt: str | None) -> None:
+    """`fmt` None: the format comes from the output file's extension."""
     if what not in WHAT:
         raise ServiceError(f"--what {what!r}: choose one of {', '.join(WHAT)}", zh=f"不支持的导出内容：{what}")
-    if fmt not in FORMATS:
+    if fmt is not None and fmt not in FORMATS:
         raise ServiceError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}", zh=f"不支持的文件格式：{fmt}")
 
 
 def export_campaign(
-    store: Store, *, campaign: str, what: str, fmt: str, out: Path, unmasked: bool = False, actor: str,
+    store: Store, *, campaign: str, what: str, fmt: str | None, out: Path, unmasked: bool = False, actor: str,
     communities: Sequence[str] | None = None,
 ) -> int:
     """Write one export file; returns its number of data rows. `communities` limits an escalation export

@@ -3,6 +3,7 @@ input's format inside the import's transaction."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -18,9 +19,13 @@ from campaigns.contacts import (
     default_rejects_path,
     open_contacts,
 )
+from outreach.logsetup import log_to_file
 from outreach.services import ServiceError
+from results.limits import COMMUNITY_MAX, text_problem
 from results.residents import ImportSummary, import_residents
-from results.store import Store
+from results.store import Store, describe_db_error
+
+log = logging.getLogger(__name__)
 
 EXIT_STORE_FAILED = 1
 
@@ -32,6 +37,9 @@ ProgressFactory = Callable[[int | None], AbstractContextManager[Callable[[int], 
 class ImportResult:
     summary: ImportSummary
     rejects_file: Path | None
+    sheet_count: int = 0  # worksheets in the workbook (0 for CSV)
+    sheets_read: tuple[str, ...] = ()
+    sheets_skipped: tuple[tuple[str, str], ...] = ()  # (worksheet, why, in Chinese)
 
 
 def import_file(
@@ -43,17 +51,22 @@ def import_file(
     actor: str = "",
     source_name: str | None = None,
     progress: ProgressFactory | None = None,
+    sheet: str | None = None,
 ) -> ImportResult:
     """Import residents from `file`; rows are merged by phone, bad rows go to a rejects file.
 
     `store_factory` returns the store (opened only once the file is known to be readable); `source_name`
-    is what residents record as their source file (default: the path as given).
+    is what residents record as their source file (default: the path as given). A workbook: every worksheet
+    with a phone column is read, or only `sheet`.
 
     Raises:
         ServiceError: the file cannot be imported (nothing was imported), or the store failed (code 1).
     """
+    problem = text_problem(community, COMMUNITY_MAX)
+    if problem:
+        raise ServiceError(f"--community {community[:40]!r} {problem}", zh=f"社区名称无效：最多 {COMMUNITY_MAX} 字")
     try:
-        source = open_contacts(file)
+        source = open_contacts(file, sheet=sheet)
     except ImportFileError as exc:
         raise ServiceError(str(exc), zh=f"文件无法导入：{exc}") from exc
     try:
@@ -98,7 +111,8 @@ def import_file(
             raise ServiceError(f"{exc} (nothing was imported)", zh=f"{exc}（未导入任何数据）") from exc
         except SQLAlchemyError as exc:
             writer.discard()
-            raise ServiceError(f"import of {file} failed, the store is unchanged: {exc}",
+            log_to_file(log, f"import of {file} failed", exc)  # the details (masked) go to the log file only
+            raise ServiceError(f"import of {file} failed, the store is unchanged: {describe_db_error(exc)}",
                                zh="导入失败，数据库未改动", code=EXIT_STORE_FAILED) from exc
         except OSError as exc:  # writing the rejects file (a read-only folder, a full disk) or reading the input
             writer.discard()
@@ -123,4 +137,5 @@ def import_file(
             ) from exc
     finally:
         source.close()
-    return ImportResult(summary, written)
+    return ImportResult(summary, written, source.sheet_count, tuple(source.sheets_read),
+                        tuple(source.sheets_skipped))

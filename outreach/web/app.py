@@ -16,7 +16,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
@@ -57,9 +57,11 @@ def create_app(
     clock: Callable[[], dt.datetime] = _utcnow,
     data_dir: Path | None = None,
     policy: LoginPolicy | None = None,
+    dashboard_ttl_s: float = 3.0,
 ) -> FastAPI:
     """The app over `store`. `data_dir` holds uploaded files and their rejects (default: ./var/web);
-    `clock` is the time used for sessions and lockouts (tests move it)."""
+    `clock` is the time used for sessions and lockouts (tests move it); the dashboard's numbers are
+    recomputed at most every `dashboard_ttl_s` seconds per campaign."""
     app = FastAPI(title="outreach", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.config = config
     app.state.store = store
@@ -73,7 +75,7 @@ def create_app(
     app.state.data_dir = Path(data_dir or config.web.data_dir)
     app.state.audio_dir = Path(config.turn.audio_dir)
     app.state.tz = ZoneInfo(config.campaign.timezone)
-    app.state.dashboard_cache = DashboardCache()
+    app.state.dashboard_cache = DashboardCache(dashboard_ttl_s)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     labels.install(templates.env, app.state.tz)
     app.state.templates = templates
@@ -83,7 +85,9 @@ def create_app(
 
     app.include_router(staff.router)
     app.include_router(worker.router)
-    _mount_optional_routers(app)
+    from outreach.sms_wiring import sms_router
+
+    app.include_router(sms_router(config, store))  # delivery receipts and replies: /sms/... (signed, no login)
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:
@@ -187,15 +191,3 @@ def render(request: Request, name: str, context: dict[str, Any], *, status_code:
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "same-origin")
     return resp
-
-
-def _mount_optional_routers(app: FastAPI) -> None:
-    """Routers other packages provide: the SMS delivery-receipt and reply webhooks (sms.webhooks,
-    authenticated by provider signature or URL token, not by a staff session; see docs/sms.md)."""
-    from outreach.sms_wiring import sms_router
-
-    app.include_router(sms_router(app.state.config, app.state.store))
-
-
-def plain(message: str, status: int = 200) -> PlainTextResponse:
-    return PlainTextResponse(message, status_code=status)

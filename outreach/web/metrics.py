@@ -4,7 +4,7 @@ of the turns the dialog runner recorded, and this process's own metrics."""
 
 from __future__ import annotations
 
-import importlib
+import datetime as dt
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -30,17 +30,18 @@ def _histogram(name: str, doc: str, values: list[float]) -> HistogramMetricFamil
     return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=sum(values))
 
 
-def dialer_health(store: Store) -> dict[str, Any] | None:
-    """Breaker state and live lines as the dialer stores them, if this build's results package has them."""
-    try:
-        module = importlib.import_module("results.health")
-    except ImportError:
-        return None
-    fn = getattr(module, "dialer_health", None)
-    if fn is None:
-        return None
-    out: dict[str, Any] = fn(store)
-    return out
+def dialer_health(store: Store) -> dict[str, Any]:
+    """Workers (alive, lines in use) and trunks (lines in use, breaker state) as the dialers store them."""
+    from results.campaigns import dialer_overview
+
+    over = dialer_overview(store, now=dt.datetime.now(dt.UTC))
+    return {
+        "breakers": {t["name"]: t["breaker"] for t in over["trunks"]},
+        "trunks": over["trunks"],
+        "workers_alive": sum(1 for w in over["workers"] if w["alive"]),
+        "workers": [{"id": w["id"], "alive": w["alive"], "lines_in_use": w["lines_in_use"],
+                     "heartbeat_at": w["heartbeat_at"]} for w in over["workers"]],
+    }
 
 
 class StoreCollector(Collector):
@@ -71,12 +72,17 @@ class StoreCollector(Collector):
             g.add_metric([k], v)
         yield g
         health = dialer_health(self.store)
-        if health is not None:
-            g = GaugeMetricFamily("outreach_breaker_open", "1 when the dialer's breaker is open (dialing paused)",
-                                  labels=["breaker"])
-            for name, state in sorted((health.get("breakers") or {}).items()):
-                g.add_metric([str(name)], 1.0 if str(state) == "open" else 0.0)
-            yield g
+        g = GaugeMetricFamily("outreach_breaker_open", "1 when a trunk's breaker is open (dialing paused)",
+                              labels=["trunk"])
+        for name, state in sorted(health["breakers"].items()):
+            g.add_metric([str(name)], 1.0 if str(state) == "open" else 0.0)
+        yield g
+        g = GaugeMetricFamily("outreach_trunk_lines_in_use", "Calls in progress per trunk", labels=["trunk"])
+        for t in health["trunks"]:
+            g.add_metric([str(t["name"])], float(t["lines_in_use"]))
+        yield g
+        yield GaugeMetricFamily("outreach_workers_alive", "Dialer workers with a recent heartbeat",
+                                value=float(health["workers_alive"]))
         lat = latency_samples(self.store)
         yield _histogram("outreach_turn_latency_seconds", "End of the resident's turn to the robot's reply", lat["turn"])
         yield _histogram("outreach_asr_latency_seconds", "Recognition latency per turn", lat["asr"])

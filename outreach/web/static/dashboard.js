@@ -26,16 +26,21 @@
     set("k-completed", (d.final_outcomes || {}).completed || 0);
     set("k-flagged", ((d.risks || {}).flagged || 0) + ((d.risks || {}).high || 0));
     set("k-lines", d.lines_in_use + (d.campaign.max_lines ? " / " + d.campaign.max_lines : ""));
-    var h = d.health, breaker = "—";
+    var h = d.health, breaker = "未报告";
     if (h && h.breakers) {
-      var states = Object.values(h.breakers);
-      breaker = states.length ? (states.indexOf("open") >= 0 ? BREAKER.open : BREAKER[states[0]] || states[0]) : BREAKER.closed;
-    } else if (d.dialing_workers && d.dialing_workers.length) { breaker = "外呼中（" + d.dialing_workers.length + " 个进程）"; }
+      var trunk = d.campaign.trunk, states = trunk && h.breakers[trunk] ? [h.breakers[trunk]] : Object.values(h.breakers);
+      if (states.length) {
+        breaker = states.indexOf("open") >= 0 ? BREAKER.open : (states.indexOf("half_open") >= 0 ? BREAKER.half_open : BREAKER.closed);
+      }
+      breaker += "（外呼进程 " + (h.workers_alive || 0) + " 个在线）";
+    }
     set("k-breaker", breaker);
     set("updated", "更新于 " + new Date().toLocaleTimeString("zh-CN") + "，每 5 秒自动刷新。");
-    var outcomes = Object.keys(d.attempts || {}).map(function (k) { return {name: OUTCOME[k] || k, value: d.attempts[k]}; });
-    charts.outcomes.setOption({tooltip: {trigger: "item"}, legend: {bottom: 0, type: "scroll"},
-      series: [{type: "pie", radius: ["35%", "65%"], data: outcomes, label: {formatter: "{b}\n{c}"}}]});
+    var keys = Object.keys(d.attempts || {}).sort(function (a, b) { return d.attempts[a] - d.attempts[b]; });
+    charts.outcomes.setOption({tooltip: {}, grid: {left: 96, right: 40, top: 8, bottom: 24},
+      xAxis: {type: "value"}, yAxis: {type: "category", data: keys.map(function (k) { return OUTCOME[k] || k; })},
+      series: [{type: "bar", data: keys.map(function (k) { return d.attempts[k]; }), label: {show: true, position: "right"},
+        itemStyle: {color: "#0b6bcb"}}]});
     var tl = d.timeline || [];
     charts.timeline.setOption({tooltip: {trigger: "axis"}, legend: {data: ["呼叫", "接通", "完成筛查", "接通率"], bottom: 0},
       grid: {left: 48, right: 48, top: 24, bottom: 56},
@@ -48,9 +53,10 @@
         {name: "接通率", type: "line", yAxisIndex: 1, smooth: true,
          data: tl.map(function (p) { return p.calls ? Math.round(1000 * p.answered / p.calls) / 10 : null; })}]});
     var reasons = Object.keys(d.reasons || {});
-    charts.reasons.setOption({tooltip: {}, grid: {left: 120, right: 24, top: 12, bottom: 24},
+    charts.reasons.setOption({tooltip: {}, grid: {left: 120, right: 40, top: 12, bottom: 24},
       xAxis: {type: "value"}, yAxis: {type: "category", data: reasons.slice().reverse(), axisLabel: {width: 110, overflow: "truncate"}},
-      series: [{type: "bar", data: reasons.slice().reverse().map(function (r) { return d.reasons[r]; })}]});
+      series: [{type: "bar", data: reasons.slice().reverse().map(function (r) { return d.reasons[r]; }),
+        label: {show: true, position: "right"}, itemStyle: {color: "#d97706"}}]});
     var comms = Object.keys(d.per_community || {});
     charts.communities.setOption({tooltip: {trigger: "axis"}, legend: {bottom: 0},
       grid: {left: 48, right: 16, top: 12, bottom: 72},

@@ -1,0 +1,38 @@
+"""Run the whole corpus and print the counts as JSON: `python -m tests.bad_inputs.measure [--verbose]`.
+
+Used for the before/after figures of the hardening issue; the test suite runs the same cases in
+tests/test_bad_inputs.py. Memory is capped so that an alias bomb shows as a hang instead of taking the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.bad_inputs.cases import all_cases
+from tests.bad_inputs.harness import one_line, run_case, summary
+from tests.bad_inputs.seed import build_seed
+
+
+def main() -> None:
+    verbose = "--verbose" in sys.argv
+    limit = 6 << 30
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    with tempfile.TemporaryDirectory(prefix="bad_inputs_") as tmp:
+        root = Path(tmp)
+        seed = build_seed(root / "seed")
+        outcomes = {}
+        for case in all_cases():
+            o = run_case(case, root / "cases" / case.id, seed, time_limit_s=20)
+            outcomes[case.id] = o
+            if verbose:
+                print(f"{o.verdict:8} {case.id}: {'; '.join(o.problems)} | {one_line(o.output, 240)}",
+                      file=sys.stderr)
+        print(json.dumps(summary(outcomes)))
+
+
+if __name__ == "__main__":
+    main()
