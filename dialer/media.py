@@ -42,6 +42,12 @@ class HangupEvent:
 MediaEvent = AudioFrame | DtmfEvent | HangupEvent
 
 
+def check_frame(pcm: bytes) -> None:
+    """Every backend's `send_audio` takes exactly one 20 ms frame of telephone audio."""
+    if len(pcm) != FRAME_BYTES:
+        raise ValueError(f"send_audio expects one 20 ms frame of {FRAME_BYTES} bytes, got {len(pcm)}")
+
+
 class MediaClosed(ConnectionError):
     """Sending on a session whose call has ended."""
 

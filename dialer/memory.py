@@ -36,6 +36,7 @@ from dialer.media import (
     HangupEvent,
     MediaClosed,
     MediaEvent,
+    check_frame,
 )
 
 FRAME_PERIOD_S = 0.020
@@ -66,8 +67,7 @@ class MemoryMediaSession:
     async def send_audio(self, pcm: bytes) -> None:
         if self._hangup is not None or self._caller.hung_up:
             raise MediaClosed(f"call {self._call_id} has ended")
-        if len(pcm) != FRAME_BYTES:
-            raise ValueError(f"send_audio expects one 20 ms frame of {FRAME_BYTES} bytes, got {len(pcm)}")
+        check_frame(pcm)
         self.sent_frames += 1
         self._caller._hear(pcm)
 

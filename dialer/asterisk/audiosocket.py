@@ -38,6 +38,7 @@ from dialer.media import (
     HangupEvent,
     MediaClosed,
     MediaEvent,
+    check_frame,
 )
 
 log = logging.getLogger(__name__)
@@ -234,8 +235,7 @@ class AudioSocketSession:
     async def send_audio(self, pcm: bytes) -> None:
         if self.end_reason is not None or self._proto.closing:
             raise MediaClosed(f"call {self._call_id} has ended")
-        if len(pcm) != FRAME_BYTES:
-            raise ValueError(f"send_audio expects one 20 ms frame of {FRAME_BYTES} bytes, got {len(pcm)}")
+        check_frame(pcm)
         self.frames_out += 1
         self._proto.write_audio(pcm)
 
