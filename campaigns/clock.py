@@ -51,12 +51,15 @@ class ScaledClock:
 
     virtual = False
 
-    def __init__(self, start: dt.datetime, speed: float) -> None:
+    def __init__(self, start: dt.datetime, speed: float, *, epoch: float | None = None) -> None:
+        """`epoch`: the wall instant (Unix seconds) at which simulated time is `start`. Workers given the same
+        start, speed and epoch share one simulated timeline; without it the timeline starts now, in this
+        process (two processes started a moment apart would then be offset by that moment times `speed`)."""
         if speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
         self._start = _aware(start)
         self._speed = speed
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() - (time.time() - epoch if epoch is not None else 0.0)
 
     def now(self) -> dt.datetime:
         return self._start + dt.timedelta(seconds=(time.monotonic() - self._t0) * self._speed)

@@ -36,3 +36,18 @@ def test_wall_clock_is_aware_utc() -> None:
     now = WallClock().now()
     assert now.tzinfo == dt.UTC
     asyncio.run(WallClock().sleep_until(now - dt.timedelta(seconds=5)))  # in the past: returns at once
+
+
+def test_scaled_clocks_given_one_epoch_share_a_timeline() -> None:
+    """Two workers started a moment apart agree on simulated time when they share the wall epoch."""
+    import time
+
+    from campaigns.clock import ScaledClock
+
+    start = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+    epoch = time.time() - 10.0  # simulated time was `start` ten wall seconds ago
+    a = ScaledClock(start, 60.0, epoch=epoch)
+    time.sleep(0.05)
+    b = ScaledClock(start, 60.0, epoch=epoch)
+    assert abs((a.now() - b.now()).total_seconds()) < 1.0  # 50 ms apart would be 3 s without the epoch
+    assert 595 <= (b.now() - start).total_seconds() <= 660

@@ -334,6 +334,7 @@ def run(
     virtual_time: bool = typer.Option(False, "--virtual-time", help="Simulated time: run as fast as possible until no work is left."),
     speed: float | None = typer.Option(None, "--speed", min=0.001, help="Scaled time: this many simulated seconds per wall second."),
     start: str | None = typer.Option(None, "--start", help="Start of simulated time (ISO, with offset); default: the store's latest activity or now."),
+    epoch: float | None = typer.Option(None, "--epoch", help="Scaled time: the wall instant (Unix seconds) at which simulated time is --start; workers given the same --start, --speed and --epoch share one timeline."),
     exit_when_complete: bool = typer.Option(False, "--exit-when-complete", help="Exit once no running campaign has work left."),
     tick: float = typer.Option(1.0, "--tick", min=0.01, help="Dialer tick in wall seconds (service mode)."),
     dial_log: Path | None = typer.Option(None, "--dial-log", help="Simulated network: append the carrier's log of every dial here."),
@@ -345,6 +346,8 @@ def run(
     store = app_ctx.store()
     if virtual_time and speed is not None:
         fail("--virtual-time and --speed exclude each other")
+    if epoch is not None and speed is None:
+        fail("--epoch anchors scaled time: it needs --speed")
     if cfg.telephony.backend == "asterisk" and (virtual_time or speed is not None):
         fail("telephony.backend asterisk places real calls on the wall clock: drop --virtual-time / --speed")
     for name in campaign:  # a typo must not run nothing, silently (checked before anything is written)
@@ -357,7 +360,7 @@ def run(
     clock: Clock
     if virtual_time or speed is not None:
         origin = origin or db.latest_activity_at(store) or _now()
-        clock = VirtualClock(origin) if virtual_time else ScaledClock(origin, speed or 1.0)
+        clock = VirtualClock(origin) if virtual_time else ScaledClock(origin, speed or 1.0, epoch=epoch)
     else:
         clock = WallClock()
     try:
