@@ -164,6 +164,28 @@ async def test_robot_hangup_sends_the_hangup_message_then_closes() -> None:
         assert isinstance(await asyncio.wait_for(session.receive(), 2), HangupEvent)
 
 
+async def test_robot_hangup_reaches_a_peer_whose_audio_is_still_arriving() -> None:
+    """Closing a socket with unread audio in it answers with a TCP reset, which can throw away our hangup
+    message before Asterisk reads it (seen as 'robot closed the socket' on a loaded machine). We send the
+    hangup, half-close, and drain until the peer closes."""
+    async with AudioSocketServer(port=0) as server:
+        for _ in range(20):
+            cid = str(uuid.uuid4())
+            waiting = server.expect(cid)
+            client = await Client.connect(server.port, cid)
+            session = await asyncio.wait_for(waiting, 3)
+            client.send(frame(0x10, AUDIO) * 20)  # in the server's socket, not read yet
+            await session.hangup()
+            ev = await asyncio.wait_for(session.receive(), 2)
+            assert isinstance(ev, HangupEvent) and ev.cause == "robot"  # told at once, not after the linger
+            await asyncio.sleep(0.01)  # the reset (if any) lands before we read
+            assert await client.read_message() == (0x00, b"")
+            client.send(frame(0x10, AUDIO))  # Asterisk may still be sending; the server drops it quietly
+            client.close()
+        await asyncio.sleep(0.05)
+        assert server.active == 0
+
+
 async def test_silence_keeps_an_idle_call_alive() -> None:
     limits = Limits(keepalive_s=0.1, stall_s=5.0)
     async with AudioSocketServer(port=0, limits=limits) as server:

@@ -186,6 +186,7 @@ class Limits:
     max_queued: int = 500  # undelivered events (10 s of audio): the consumer is not reading
     write_buffer_bytes: int = 64000  # unsent bytes towards Asterisk (~2 s of audio): it stopped reading
     keepalive_s: float = 0.5  # send one silent frame when we sent nothing for this long
+    linger_s: float = 2.0  # after our hangup message, how long we wait for Asterisk to close its side
     frame_period_s: float = 0.020  # real time; tests may run the line faster
 
 
@@ -283,6 +284,7 @@ class _Connection(asyncio.Protocol):
         self._t0 = 0.0
         self._frames_rx = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._ended_told = False
         self.reason = ""
 
     # -- asyncio callbacks
@@ -329,9 +331,16 @@ class _Connection(asyncio.Protocol):
         if not self.closing:
             self.closing = True
             self.reason = "caller" if exc is None else f"connection lost: {exc}"
-        if self.session is not None:
-            self.session._closed(self.reason or "caller")
-            self.server._session_ended(self.session, self.reason or "caller")
+        self._ended()
+
+    def _ended(self) -> None:
+        """Tell the session and the server, once, that this call's media is over."""
+        session = self.session
+        if session is None or self._ended_told:
+            return
+        self._ended_told = True
+        session._closed(self.reason or "caller")
+        self.server._session_ended(session, self.reason or "caller")
 
     # -- messages
 
@@ -448,12 +457,25 @@ class _Connection(asyncio.Protocol):
             self._timer = None
         transport = self.transport
         if transport is not None:
-            if send_hangup:
+            if send_hangup and not transport.is_closing() and transport.can_write_eof():
+                # A lingering close: hangup message, then FIN, and we keep reading (and dropping) until
+                # Asterisk closes its side. Closing at once while its audio still arrives would answer
+                # with a TCP reset, which can discard our hangup message before Asterisk reads it.
                 try:
                     transport.write(HANGUP_MESSAGE)
+                    transport.write_eof()
                 except (OSError, RuntimeError):
-                    pass
-            transport.close()  # connection_lost follows and delivers the hang-up
+                    transport.close()
+                else:
+                    self._timer = asyncio.get_running_loop().call_later(self.limits.linger_s, transport.close)
+            else:
+                if send_hangup:
+                    try:
+                        transport.write(HANGUP_MESSAGE)
+                    except (OSError, RuntimeError):
+                        pass
+                transport.close()  # connection_lost follows
+        self._ended()  # the robot hears of the end now, not when the socket is finally gone
 
 
 SessionHandler = Callable[[AudioSocketSession], None]
