@@ -48,6 +48,7 @@ from campaigns.policy import (
 )
 from campaigns.storeio import StoreIO
 from campaigns.windows import CallingWindows
+from common.masking import mask_phone
 from dialer.base import (
     CallOutcome,
     OriginateRequest,
@@ -61,7 +62,6 @@ from dialer.media import MediaSession
 from dialogs.conversation import run_text_dialog
 from dialogs.types import DialogSession, ScreeningResult
 from results import campaigns as db
-from results.masking import mask_phone
 from results.store import Store, transient_db_error
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from campaigns.contacts import InvalidValue, normalize_phone
+from common.masking import mask_phone
 from dialer.media import MediaSession
 from dialogs.types import DialogSession, ScreeningResult
 from results.inbound import OpenScreening, call_back_due
-from results.masking import mask_phone
 from results.store import Store
 
 log = logging.getLogger(__name__)

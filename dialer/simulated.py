@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from common.masking import mask_phone
 from dialer.base import (
     CallOutcome,
     DuplicateChannel,
@@ -40,7 +41,6 @@ from dialer.base import (
     TelephonyUnavailable,
     TrunkCongestion,
 )
-from results.masking import mask_phone
 
 log = logging.getLogger(__name__)
 

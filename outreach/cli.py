@@ -12,9 +12,9 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from common.masking import mask_text
 from outreach.context import AppContext
 from outreach.logsetup import add_log_file, log_file_path, log_to_file, setup_logging
-from results.masking import mask_text
 
 log = logging.getLogger("outreach")
 

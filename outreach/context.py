@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
+from common.masking import mask_text
 from outreach.config import Config, ConfigError, DatabaseConfig, find_default_config, load_config
 from outreach.logsetup import add_log_file, setup_logging
-from results.masking import mask_text
 
 if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) is imported only by commands that use it
     from results.store import Store

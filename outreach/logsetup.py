@@ -1,6 +1,6 @@
 """Logging set-up: one format, stderr plus an optional log file, and the one masker on every record.
 
-Every handler this module installs masks phone and national ID numbers (`results.masking.mask_text`) in
+Every handler this module installs masks phone and national ID numbers (`common.masking.mask_text`) in
 the message, its arguments and any exception text, unless `logging.unmask_phones` is set. SQLAlchemy's
 statement log (`database.echo`) goes through the same handlers; its parameters are never shown
 (the store's engine hides them), so a row's phone numbers cannot reach a log even in an error.
@@ -12,7 +12,7 @@ import io
 import logging
 from pathlib import Path
 
-from results.masking import mask_text
+from common.masking import mask_text
 
 __all__ = ["MaskingFilter", "add_log_file", "log_file_handler", "log_file_path", "log_to_file", "mask_text", "setup_logging"]
 

@@ -28,10 +28,10 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from common.masking import mask_phone
 from results.donotcall import SOURCE_LABELS as DNC_SOURCE_LABELS
 from results.donotcall import add_do_not_call
 from results.donotcall import add_do_not_call_numbers as add_do_not_call_numbers
-from results.masking import mask_phone
 from results.models import (
     AuditLog,
     CallAttempt,

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from results.masking import mask_phone
+from common.masking import mask_phone
 from results.models import AuditLog, DoNotCall
 from results.store import Store
 

@@ -27,8 +27,8 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from sqlalchemy import select
 
+from common.masking import mask_national_id, mask_phone, mask_text
 from results.cells import formula_safe
-from results.masking import mask_national_id, mask_phone, mask_text
 from results.models import AuditLog, CallAttempt, Campaign, Escalation, Resident, ScreeningRecord
 from results.store import Store
 

@@ -22,9 +22,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from common.masking import mask_phone
 from results.campaigns import audit
 from results.donotcall import add_do_not_call
-from results.masking import mask_phone
 from results.models import (
     CallAttempt,
     CampaignContact,

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from results.masking import mask_text
+from common.masking import mask_text
 
 log = logging.getLogger(__name__)
 

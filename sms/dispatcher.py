@@ -34,7 +34,7 @@ from tenacity import (
     wait_random,
 )
 
-from results.masking import mask_phone
+from common.masking import mask_phone
 from sms.types import (
     Gateway,
     OutgoingSms,

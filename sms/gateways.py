@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from results.masking import mask_phone
+from common.masking import mask_phone
 from sms import codes
 from sms.types import (
     OutgoingSms,

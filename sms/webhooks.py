@@ -34,7 +34,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from results.masking import mask_phone
+from common.masking import mask_phone
 from sms.codes import explain
 from sms.gateways import twilio_state
 from sms.types import Reply, StatusUpdate

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
+from common.masking import mask_name, mask_national_id, mask_phone
 from outreach.logsetup import MaskingFilter, mask_text
-from results.masking import mask_name, mask_national_id, mask_phone
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_maskers() -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from results.masking import mask_text as the_masker  # noqa: E402
+from common.masking import mask_text as the_masker  # noqa: E402
 
 
 @pytest.mark.parametrize(

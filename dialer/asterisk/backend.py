@@ -29,6 +29,7 @@ from typing import Any
 
 import phonenumbers
 
+from common.masking import mask_phone
 from dialer.asterisk.ami import (
     AmiActionError,
     AmiAuthError,
@@ -51,7 +52,6 @@ from dialer.base import (
     TelephonyUnavailable,
     TrunkCongestion,
 )
-from results.masking import mask_phone
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import typer
 
+from common.masking import mask_national_id, mask_phone, mask_text
 from outreach.context import check_text_options, fail, get_ctx
 from outreach.services import ServiceError
 from outreach.services.imports import import_file
 from results.limits import COMMUNITY_MAX
-from results.masking import mask_national_id, mask_phone, mask_text
 from results.residents import list_residents, record_audit
 
 app = typer.Typer(help="Resident lists: import CSV/XLSX files, list stored residents.", no_args_is_help=True)

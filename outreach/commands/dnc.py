@@ -8,9 +8,9 @@ import json
 import typer
 
 from campaigns.contacts import InvalidValue, normalize_phone
+from common.masking import mask_phone
 from outreach.context import fail, get_ctx
 from results.donotcall import SOURCE_LABELS, add_do_not_call_numbers, list_do_not_call, remove_do_not_call
-from results.masking import mask_phone
 
 app = typer.Typer(help="Do-not-call list: numbers the robot never calls again (every change is audited).",
                   no_args_is_help=True)

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment
 
+from common.masking import mask_national_id, mask_phone
 from outreach.services.campaigns import STATE_ZH
 from outreach.services.escalations import ACTION_ZH
 from results.exports import ESCALATION_LABELS, FIELD_LABELS, OUTCOME_LABELS, RISK_LABELS, STATUS_LABELS
-from results.masking import mask_national_id, mask_phone
 
 ROLE_ZH = {"admin": "管理员", "staff": "热线工作人员", "worker": "社区工作人员"}
 CONTACT_STATE_ZH = {"pending": "待呼叫", "dialing": "呼叫中", "done": "已完成", "skipped": "已跳过"}
