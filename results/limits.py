@@ -18,6 +18,7 @@ TAG_MAX = 50  # one tag inside residents.tags (JSON)
 TAGS_MAX = 30  # tags per resident
 SOURCE_FILE_MAX = 300  # residents.source_file
 CAMPAIGN_NAME_MAX = 100  # campaigns.name
+REASON_MAX = 200  # do_not_call.reason (and the reason kept in the audit log)
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -30,6 +31,17 @@ def text_problem(value: str, limit: int, *, required: bool = False) -> str | Non
         return f"is {len(value)} characters long; at most {limit}"
     if _CONTROL_RE.search(value):
         return "holds a control character"
+    return None
+
+
+def field_problem_zh(label: str, value: str, limit: int, *, required: bool = False) -> str | None:
+    """Why `value` cannot be stored, in Chinese for staff, naming the field (`label`, e.g. "原因（--reason）")."""
+    if required and not value.strip():
+        return f"{label}不能为空"
+    if len(value) > limit:
+        return f"{label}过长（{len(value)} 字，最多 {limit} 字）"
+    if _CONTROL_RE.search(value):
+        return f"{label}含有控制字符"
     return None
 
 

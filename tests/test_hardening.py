@@ -25,8 +25,9 @@ from dialogs import safeyaml
 from outreach.cli import app
 from results import exports
 from results.cells import formula_safe
-from results.limits import ADDRESS_MAX, CAMPAIGN_NAME_MAX, COMMUNITY_MAX, NAME_MAX, SOURCE_FILE_MAX
-from results.models import Campaign, Resident
+from results.donotcall import list_do_not_call
+from results.limits import ADDRESS_MAX, CAMPAIGN_NAME_MAX, COMMUNITY_MAX, NAME_MAX, REASON_MAX, SOURCE_FILE_MAX
+from results.models import Campaign, DoNotCall, Resident
 from results.residents import list_residents
 from results.store import Store
 
@@ -53,6 +54,24 @@ def test_limits_match_the_columns() -> None:
     assert [length(residents, c) for c in ("name", "community", "address", "source_file")] == [
         NAME_MAX, COMMUNITY_MAX, ADDRESS_MAX, SOURCE_FILE_MAX]
     assert length(Campaign.__table__, "name") == CAMPAIGN_NAME_MAX
+    assert length(DoNotCall.__table__, "reason") == REASON_MAX
+
+
+def test_dnc_reason_is_checked_like_every_other_field(db_url: str) -> None:
+    """Issue 11: `dnc add --reason` was cut to 200 characters without a word; a control character was stored."""
+    for bad, said in (("因" * 201, "过长（201 字，最多 200 字）"), ("a\x00b", "控制字符"), ("  ", "不能为空")):
+        code, out = cli("--db", db_url, "dnc", "add", "--phone", "13800138000", "--reason", bad)
+        assert code == 2 and "原因（--reason）" in out and said in out and "Traceback" not in out, out
+        assert "13800138000" not in out
+    code, out = cli("--db", db_url, "dnc", "add", "--phone", "13800138000", "--reason", "因" * REASON_MAX)
+    assert code == 0, out
+    code, out = cli("--db", db_url, "dnc", "remove", "--phone", "13800138000", "--reason", "因" * 201)
+    assert code == 2 and "原因（--reason）" in out, out
+    store = Store(db_url)
+    try:
+        assert [e.reason for e in list_do_not_call(store)] == ["因" * REASON_MAX]
+    finally:
+        store.close()
 
 
 def test_long_text_is_refused_the_same_way_on_both_backends(db_url: str, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from campaigns.contacts import InvalidValue, normalize_phone
 from common.masking import mask_phone
 from outreach.context import fail, get_ctx
 from results.donotcall import SOURCE_LABELS, add_do_not_call_numbers, list_do_not_call, remove_do_not_call
+from results.limits import REASON_MAX, field_problem_zh
 
 app = typer.Typer(help="Do-not-call list: numbers the robot never calls again (every change is audited).",
                   no_args_is_help=True)
@@ -29,6 +30,14 @@ def _phone(raw: str) -> str:
     except InvalidValue as exc:
         fail(f"--phone {raw!r}: not a usable phone number ({exc})")
         raise  # unreachable: fail() exits
+
+
+def _reason(reason: str, *, required: bool) -> str:
+    """The --reason text as given, or exit 2 with a message naming the option (same limits on every backend)."""
+    problem = field_problem_zh("原因（--reason）", reason, REASON_MAX, required=required)
+    if problem:
+        fail(problem)
+    return reason
 
 
 @app.command("list")
@@ -58,6 +67,7 @@ def add_cmd(
 ) -> None:
     """Put a number on the list: no campaign calls it any more."""
     number = _phone(phone)
+    reason = _reason(reason, required=True)
     new = add_do_not_call_numbers(get_ctx(ctx).store(create=True), [number], reason=reason, source="staff", actor=_actor())
     print(f"{'added' if new else 'already listed'}: {mask_phone(number)}")
 
@@ -70,6 +80,7 @@ def remove_cmd(
 ) -> None:
     """Take a number off the list (e.g. the resident asked to be called again)."""
     number = _phone(phone)
+    reason = _reason(reason, required=False)
     if not remove_do_not_call(get_ctx(ctx).store(), number, actor=_actor(), reason=reason):
         fail(f"{mask_phone(number)} is not on the do-not-call list", code=1)
     print(f"removed: {mask_phone(number)}")
