@@ -49,6 +49,7 @@ from campaigns.policy import (
 from campaigns.storeio import StoreIO
 from campaigns.windows import CallingWindows
 from common.masking import mask_phone
+from common.process import pid_alive
 from dialer.base import (
     CallOutcome,
     OriginateRequest,
@@ -97,18 +98,6 @@ def default_worker_name() -> str:
     """host:pid:random: unique per process, so a second process on the same host never takes the first
     one's live calls for a crashed run's leftovers."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,10 +32,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import re
 import time
-import wave
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -46,6 +44,7 @@ from asr.base import AsrError, AsrResult, AsrStream, Recognizer
 from asr.dtmf import DtmfDetector
 from asr.turn import Endpointer, Phase, TurnEvent, TurnParams
 from asr.vad import Vad
+from common.atomic import atomic_write_bytes
 from dialer.media import (
     FRAME_BYTES,
     SAMPLE_RATE,
@@ -69,6 +68,7 @@ from dialogs.types import (
     ScreeningResult,
     Utterance,
 )
+from tts.audio import wav_bytes
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +145,8 @@ def _safe(name: str) -> str:
 
 
 def write_wav(path: Path, pcm: bytes, rate: int = SAMPLE_RATE) -> None:
-    """Write s16le mono PCM as a WAV file atomically (a temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with wave.open(str(tmp), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm)
-    os.replace(tmp, path)
+    """Write s16le mono PCM as a WAV file atomically (common.atomic; missing folders are created)."""
+    atomic_write_bytes(path, wav_bytes(pcm, rate), parents=True)
 
 
 class DialogRunner:

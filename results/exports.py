@@ -15,7 +15,6 @@ import io
 import logging
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from sqlalchemy import select
 
+from common.atomic import atomic_file
 from common.masking import mask_national_id, mask_phone, mask_text
 from results.cells import formula_safe
 from results.models import AuditLog, CallAttempt, Campaign, Escalation, Resident, ScreeningRecord
@@ -348,79 +348,13 @@ def _check_target(out: Path) -> Path:
     return out
 
 
-def _part_name(out: Path) -> Path:
-    return out.with_name(f".{out.name}.{os.getpid()}.part")
-
-
-def _sweep_stale_parts(out: Path) -> None:
-    """Remove the hidden partial files that killed exports to `out` left behind (their writer is gone)."""
-    for part in out.parent.glob(f".{glob_escape(out.name)}.*.part"):
-        pid = part.name[len(out.name) + 2 : -len(".part")]
-        if pid.isdigit() and not _alive(int(pid)):
-            part.unlink(missing_ok=True)
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextmanager
 def _published(out: Path, before_publish: Callable[[], None] | None) -> Iterator[BinaryIO]:
-    """A binary file that appears under `out` only once it is complete.
-
-    The data goes to an anonymous file in the target's folder (O_TMPFILE), linked in at the end, so even a
-    kill -9 leaves nothing behind; where the file system has no O_TMPFILE, to a hidden `.NAME.PID.part`
-    that the next export to the same name removes. `before_publish` runs after the data is written and
-    before the file appears (if it raises, no file appears).
-    """
-    out = _check_target(out)
-    _sweep_stale_parts(out)
-    anonymous = hasattr(os, "O_TMPFILE")
-    part = _part_name(out)
-    try:
-        fd = os.open(out.parent, os.O_TMPFILE | os.O_RDWR, 0o644) if anonymous else -1
-    except OSError:
-        anonymous = False
-    if not anonymous:
-        fd = os.open(part, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
-    f = os.fdopen(fd, "w+b")
-    try:
+    """A binary file that appears under `out` only once it is complete (common.atomic: a kill -9 leaves
+    nothing behind). `before_publish` runs after the data is written and before the file appears (if it
+    raises, no file appears)."""
+    with atomic_file(_check_target(out), before_publish=before_publish) as f:
         yield f
-        f.flush()
-        os.fsync(f.fileno())
-        if before_publish is not None:
-            before_publish()
-        if anonymous:
-            _materialize(f, part)
-        os.replace(part, out)
-    finally:
-        f.close()
-        part.unlink(missing_ok=True)
-
-
-def _materialize(f: BinaryIO, part: Path) -> None:
-    """Give the anonymous file `f` the name `part`: a hard link where the kernel allows it, else a copy."""
-    part.unlink(missing_ok=True)
-    try:
-        os.link(f"/proc/self/fd/{f.fileno()}", part)
-        return
-    except OSError:  # no /proc, or a sandbox that refuses links across its mounts: copy (briefly visible)
-        pass
-    f.seek(0)
-    with part.open("xb") as dst:
-        shutil.copyfileobj(f, dst, 1 << 20)
-        dst.flush()
-        os.fsync(dst.fileno())
 
 
 def write_csv(out: Path, table: Table, *, before_publish: Callable[[int], None] | None = None) -> int:

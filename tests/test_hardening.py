@@ -26,7 +26,14 @@ from outreach.cli import app
 from results import exports
 from results.cells import formula_safe
 from results.donotcall import list_do_not_call
-from results.limits import ADDRESS_MAX, CAMPAIGN_NAME_MAX, COMMUNITY_MAX, NAME_MAX, REASON_MAX, SOURCE_FILE_MAX
+from results.limits import (
+    ADDRESS_MAX,
+    CAMPAIGN_NAME_MAX,
+    COMMUNITY_MAX,
+    NAME_MAX,
+    REASON_MAX,
+    SOURCE_FILE_MAX,
+)
 from results.models import Campaign, DoNotCall, Resident
 from results.residents import list_residents
 from results.store import Store

@@ -13,15 +13,15 @@ either engine, plays at the same loudness.
 from __future__ import annotations
 
 import io
-import os
 import struct
-import tempfile
 import wave
 from pathlib import Path
 
 import miniaudio
 import numpy as np
 import soxr
+
+from common.atomic import atomic_write_bytes
 
 TELEPHONE_RATE = 8000
 SAMPLE_WIDTH = 2  # bytes, s16le
@@ -230,28 +230,10 @@ def wav_bytes(pcm: bytes, rate: int = TELEPHONE_RATE) -> bytes:
 
 
 def write_wav(path: str | Path, pcm: bytes, rate: int = TELEPHONE_RATE) -> Path:
-    """Write mono s16 PCM as a WAV file atomically (temp file in the same folder, then rename)."""
+    """Write mono s16 PCM as a WAV file atomically (common.atomic; missing folders are created)."""
     p = Path(path)
-    atomic_write_bytes(p, wav_bytes(pcm, rate))
+    atomic_write_bytes(p, wav_bytes(pcm, rate), parents=True)
     return p
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a unique temp file in the same folder, fsync, then rename over it.
-
-    Readers see either the old file or the complete new one, never a half-written file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_wav(path: str | Path, rate: int = TELEPHONE_RATE) -> bytes:

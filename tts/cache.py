@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from tts.audio import AudioFormatError, atomic_write_bytes, duration_s, read_wav, write_wav
+from common.atomic import atomic_write_bytes
+from tts.audio import AudioFormatError, duration_s, read_wav, write_wav
 from tts.base import TtsEngine, TtsError
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,13 @@ from outreach.context import fail, get_ctx
 
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".wav.part")
+AUDIO_SUFFIXES = (".wav",)
+
+
+def _is_audio(name: str) -> bool:
+    """A WAV file, or the hidden part of an interrupted WAV write (common.atomic: `.NAME.wav.PID.TOKEN.part`)."""
+    return name.endswith(AUDIO_SUFFIXES) or (name.startswith(".") and name.endswith(".part") and ".wav." in name)
+
 # An empty folder touched this recently may be one a call just created for the file it is writing.
 FRESH_DIR_S = 300.0
 
@@ -38,7 +44,7 @@ def _mtime(path: Path) -> float:
 def purge_answer_audio(audio_dir: Path, older_than_days: float, *, dry_run: bool = False, now: float | None = None) -> PurgeReport:
     """Delete answer audio files under `audio_dir` last modified more than `older_than_days` ago.
 
-    Only `*.wav` files (and interrupted `*.wav.part` writes) are touched; empty folders left behind are
+    Only `*.wav` files (and the hidden parts of interrupted WAV writes) are touched; empty folders left behind are
     removed if they were older than the cutoff and than `FRESH_DIR_S` seconds before the purge began (a
     call may have just created one for the file it is about to write). The report lists the files as
     records reference them, so the caller can mark those answers purged first (results.audio.forget_audio).
@@ -56,7 +62,7 @@ def purge_answer_audio(audio_dir: Path, older_than_days: float, *, dry_run: bool
     # Folders that were already old before this purge touched them (deleting files updates a folder's mtime).
     old_dirs = [d for d in entries if _mtime(d) < dir_cutoff and d.is_dir()]
     for path in entries:
-        if not path.name.endswith(AUDIO_SUFFIXES) or not path.is_file():
+        if not _is_audio(path.name) or not path.is_file():
             continue
         try:
             st = path.stat()
