@@ -14,6 +14,7 @@ import sqlite3
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests import import_corpus
 from tests.bad_inputs.harness import Case
@@ -555,9 +556,14 @@ def cli_cases() -> list[Case]:
     return cases
 
 
-def all_cases() -> list[Case]:
-    """Every case of the corpus."""
-    cases = import_cases() + config_cases() + script_cases() + cli_cases()
+def all_cases() -> list[Any]:
+    """Every case of the corpus: CLI cases (contact files, config, scripts, arguments), HTTP requests and
+    network frames (each has `id`, `kind` and `accepted`)."""
+    from tests.bad_inputs.frames import frame_cases
+    from tests.bad_inputs.http import http_cases
+
+    cases: list[Any] = [*import_cases(), *config_cases(), *script_cases(), *cli_cases(), *http_cases(),
+                        *frame_cases()]
     ids = [c.id for c in cases]
     dup = {i for i in ids if ids.count(i) > 1}
     assert not dup, dup

@@ -58,6 +58,12 @@ class Case:
     def accepted(self) -> bool:
         return self.code == 0
 
+    @property
+    def kind(self) -> str:
+        """The corpus category: contact files, config, scripts, or other CLI arguments."""
+        head = self.id.split("-", 1)[0]
+        return {"import": "contacts", "config": "config", "script": "scripts"}.get(head, "cli")
+
 
 @dataclass
 class Outcome:
@@ -81,14 +87,18 @@ def unmasked_numbers(text: str) -> list[str]:
     return [f for f in _SECRET_FORMS if f in text]
 
 
-def store_digest(path: Path) -> str:
-    """A digest of every row of every table of a SQLite store ('' when there is no file)."""
+def store_digest(path: Path, *, skip_tables: tuple[str, ...] = ()) -> str:
+    """A digest of every row of every table of a SQLite store ('' when there is no file), but the rows of
+    `skip_tables`."""
     if not path.exists():
         return ""
     h = hashlib.sha256()
+    skip = tuple(f'INSERT INTO "{t}"' for t in skip_tables)
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         for line in con.iterdump():
+            if skip and line.startswith(skip):
+                continue
             h.update(line.encode())
     except sqlite3.DatabaseError:
         h.update(path.read_bytes())
@@ -136,8 +146,25 @@ def prepare(case: Case, folder: Path, seed_db: Path) -> str:
     return f"sqlite:///{store}"
 
 
-def run_case(case: Case, folder: Path, seed_db: Path, *, time_limit_s: int = TIME_LIMIT_S) -> Outcome:
-    """Run one case in `folder` (created) on a copy of `seed_db`; the verdict and what went wrong."""
+def run_case(case: Any, folder: Path, seed_db: Path, *, time_limit_s: int = TIME_LIMIT_S) -> Outcome:
+    """Run one case of any kind (CLI, HTTP request, network frames) in `folder` on a copy of `seed_db`."""
+    if case.kind == "http":
+        from tests.bad_inputs.http import run_http_case
+
+        with _time_limit(time_limit_s):
+            try:
+                return run_http_case(case, folder, seed_db)
+            except _Timeout:
+                return Outcome("hang", [f"ran past {time_limit_s} s"], "", None)
+    if case.kind in ("audiosocket", "ami"):
+        from tests.bad_inputs.frames import run_frame_case
+
+        return run_frame_case(case, time_limit_s=time_limit_s)
+    return run_cli_case(case, folder, seed_db, time_limit_s=time_limit_s)
+
+
+def run_cli_case(case: Case, folder: Path, seed_db: Path, *, time_limit_s: int = TIME_LIMIT_S) -> Outcome:
+    """Run one CLI case in `folder` (created) on a copy of `seed_db`; the verdict and what went wrong."""
     from typer.testing import CliRunner
 
     from outreach.cli import app
@@ -216,8 +243,20 @@ def one_line(text: str, limit: int = 300) -> str:
     return _WS.sub(" ", text).strip()[:limit]
 
 
-def summary(outcomes: dict[str, Outcome]) -> dict[str, Any]:
-    counts: dict[str, int] = {"clear": 0, "accepted": 0, "crash": 0, "hang": 0, "wrong": 0}
-    for o in outcomes.values():
+VERDICTS = ("clear", "accepted", "crash", "hang", "wrong")
+
+
+def summary(outcomes: dict[str, Outcome], kinds: dict[str, str] | None = None) -> dict[str, Any]:
+    """Counts per verdict, overall and (given each case's kind) per category."""
+    counts: dict[str, int] = dict.fromkeys(VERDICTS, 0)
+    by_kind: dict[str, dict[str, int]] = {}
+    for case_id, o in outcomes.items():
         counts[o.verdict] += 1
-    return {"cases": len(outcomes), **counts}
+        if kinds is not None:
+            k = by_kind.setdefault(kinds[case_id], {"cases": 0, **dict.fromkeys(VERDICTS, 0)})
+            k["cases"] += 1
+            k[o.verdict] += 1
+    out: dict[str, Any] = {"cases": len(outcomes), **counts}
+    if kinds is not None:
+        out["by_kind"] = by_kind
+    return out

@@ -1,4 +1,4 @@
-"""Run the whole corpus and print the counts as JSON: `python -m tests.bad_inputs.measure [--verbose]`.
+"""Run the whole corpus and print the counts as JSON: `python -m tests.bad_inputs.measure [--verbose] [KIND or ID prefix]`.
 
 Used for the before/after figures of the hardening issue; the test suite runs the same cases in
 tests/test_bad_inputs.py. Memory is capped so that an alias bomb shows as a hang instead of taking the machine.
@@ -25,13 +25,16 @@ def main() -> None:
         root = Path(tmp)
         seed = build_seed(root / "seed")
         outcomes = {}
-        for case in all_cases():
+        cases = all_cases()
+        if len(sys.argv) > 1 and not sys.argv[-1].startswith("--"):  # a kind or an id prefix: only those
+            cases = [c for c in cases if c.kind == sys.argv[-1] or c.id.startswith(sys.argv[-1])]
+        for case in cases:
             o = run_case(case, root / "cases" / case.id, seed, time_limit_s=20)
             outcomes[case.id] = o
             if verbose:
                 print(f"{o.verdict:8} {case.id}: {'; '.join(o.problems)} | {one_line(o.output, 240)}",
                       file=sys.stderr)
-        print(json.dumps(summary(outcomes)))
+        print(json.dumps(summary(outcomes, {c.id: c.kind for c in cases}), ensure_ascii=False))
 
 
 if __name__ == "__main__":

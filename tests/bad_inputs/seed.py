@@ -31,4 +31,19 @@ def build_seed(folder: Path) -> Path:
                 raise RuntimeError(f"seeding failed: {args}: {res.output}") from res.exception
     finally:
         os.chdir(cwd)
+    _add_users(folder / "seed.db")
     return folder / "seed.db"
+
+
+def _add_users(db: Path) -> None:
+    """Web accounts for the HTTP cases: an admin, a staff member, a worker of 阳光社区."""
+    from outreach.services.accounts import add_user
+    from results.store import Store
+    from tests.bad_inputs.http import PASSWORD
+
+    store = Store(f"sqlite:///{db}")
+    try:
+        for name, role, communities in (("admin", "admin", []), ("staff", "staff", []), ("worker", "worker", ["阳光社区"])):
+            add_user(store, name, role=role, communities=communities, password=PASSWORD, actor="seed")
+    finally:
+        store.close()
