@@ -9,13 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -96,15 +98,24 @@ def create_app(
         nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(nxt)}", status_code=303)
 
+    def error_page(request: Request, status: int, message: str) -> Response:
+        if request.url.path.startswith(("/healthz", "/metrics")) or "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"detail": message}, status_code=status)
+        return render(request, "error.html", {"status": status, "message": message}, status_code=status)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        messages = {404: "页面不存在或您无权查看", 403: "请求被拒绝", 405: "不支持的请求方式"}
-        detail = exc.detail if isinstance(exc.detail, str) and exc.detail and exc.status_code != 404 else None
-        message = detail or messages.get(exc.status_code, "请求出错")
-        if request.url.path.startswith(("/healthz", "/metrics")) or "application/json" in request.headers.get("accept", ""):
-            return JSONResponse({"detail": message}, status_code=exc.status_code)
-        return render(request, "error.html", {"status": exc.status_code, "message": message},
-                      status_code=exc.status_code)
+        messages = {404: "页面不存在或您无权查看", 403: "请求被拒绝", 405: "不支持的请求方式", 413: "请求内容过大",
+                    400: "请求无效"}
+        # Our own details are Chinese; Starlette's defaults ("Method Not Allowed") are the English phrase.
+        ours = isinstance(exc.detail, str) and exc.detail and exc.detail != _phrase(exc.status_code)
+        detail = exc.detail if ours and exc.status_code != 404 else None
+        return error_page(request, exc.status_code, detail or messages.get(exc.status_code, "请求出错"))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        """A path, query or form value of the wrong type or missing: 422 naming the parameter, in Chinese."""
+        return error_page(request, 422, "；".join(_invalid_field(e) for e in exc.errors()[:5]) or "请求参数无效")
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -171,6 +182,24 @@ def create_app(
         return resp
 
     return app
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+_WHY_ZH = {"missing": "缺少此项", "int_parsing": "应为整数", "float_parsing": "应为数字", "bool_parsing": "应为是或否",
+           "string_too_long": "过长", "int_from_float": "应为整数"}
+
+
+def _invalid_field(error: Mapping[str, Any]) -> str:
+    """`参数 campaign_id 无效：应为整数` for one of FastAPI's validation errors (its input is not echoed)."""
+    loc = [str(x) for x in error.get("loc", ()) if x not in ("path", "query", "body", "header", "cookie")]
+    name = ".".join(loc) or "?"
+    return f"参数 {name} 无效：{_WHY_ZH.get(str(error.get('type', '')), '格式不对')}"
 
 
 def _safe_next(value: str) -> str:
