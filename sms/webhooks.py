@@ -13,6 +13,10 @@
   else is refused with 403 and logged. Answers `{"code": 0, "msg": "成功"}` (anything else makes Aliyun
   retry).
 
+Bodies over `MAX_BODY_BYTES` get 413 before they are read further; a field of the wrong type, or longer than
+the store keeps (ids 64 characters, phone numbers 20), is refused with 400 naming the field, so nothing half
+understood reaches the store (and SQLite and PostgreSQL behave the same).
+
 Repeats are dropped (a receipt is identified by provider id + status + error code; a reply by its
 provider id / sequence id) and a message's status only moves forward; see results.sms.
 """
@@ -24,6 +28,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -43,6 +48,53 @@ log = logging.getLogger(__name__)
 
 CHINA = ZoneInfo("Asia/Shanghai")
 ALIYUN_OK = {"code": 0, "msg": "成功"}
+MAX_BODY_BYTES = 1 << 20  # providers push a few KB; a batch of hundreds of receipts stays far below this
+ID_MAX = 64  # sms_events.provider_id / out_id
+PHONE_MAX = 20  # sms_replies.phone
+_PHONE_RE = re.compile(r"\+?\d{3,19}")
+
+
+class BadPush(ValueError):
+    """A webhook body the store cannot take; the message names the field."""
+
+
+class TooLarge(ValueError):
+    """The body is over MAX_BODY_BYTES."""
+
+
+async def _body(request: Request) -> bytes:
+    """The request body, refused (TooLarge) past MAX_BODY_BYTES without reading the rest."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise TooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise TooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _text_field(item: dict[str, Any], key: str, limit: int | None = None) -> str:
+    """A scalar field as text ('' when absent); a list, object or overlong value is a BadPush."""
+    value = item.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        raise BadPush(f"{key} must be a string, got {type(value).__name__}")
+    text = str(value)
+    if limit is not None and len(text) > limit:
+        raise BadPush(f"{key} is {len(text)} characters long; at most {limit}")
+    return text
+
+
+def _phone_field(item: dict[str, Any], key: str) -> str:
+    phone = _e164(_text_field(item, key, PHONE_MAX))
+    if not _PHONE_RE.fullmatch(phone):
+        raise BadPush(f"{key} is not a phone number")
+    return phone
 
 
 class SmsEvents(Protocol):
@@ -92,7 +144,7 @@ def make_router(events: SmsEvents, settings: WebhookSettings) -> APIRouter:
         return url + (f"?{request.url.query}" if request.url.query else "")
 
     async def twilio_form(request: Request) -> dict[str, str] | None:
-        body = (await request.body()).decode("utf-8", "replace")
+        body = (await _body(request)).decode("utf-8", "replace")
         params = dict(parse_qsl(body, keep_blank_values=True))
         signature = request.headers.get("X-Twilio-Signature", "")
         if not settings.twilio_auth_token:
@@ -107,11 +159,24 @@ def make_router(events: SmsEvents, settings: WebhookSettings) -> APIRouter:
             return None
         return params
 
-    @router.post("/twilio/status")
-    async def twilio_status(request: Request) -> Response:
-        params = await twilio_form(request)
+    async def twilio_params(request: Request) -> dict[str, str] | Response:
+        try:
+            params = await twilio_form(request)
+        except TooLarge:
+            return JSONResponse({"error": f"request body too large (at most {MAX_BODY_BYTES} bytes)"},
+                                status_code=413)
         if params is None:
             return JSONResponse({"error": "invalid signature"}, status_code=403)
+        for key in ("MessageSid", "SmsSid", "MessageStatus", "SmsStatus", "ErrorCode"):
+            if len(params.get(key, "")) > ID_MAX:
+                return JSONResponse({"error": f"{key} is longer than {ID_MAX} characters"}, status_code=400)
+        return params
+
+    @router.post("/twilio/status")
+    async def twilio_status(request: Request) -> Response:
+        params = await twilio_params(request)
+        if isinstance(params, Response):
+            return params
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
         status = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
         if not sid or not status:
@@ -125,12 +190,16 @@ def make_router(events: SmsEvents, settings: WebhookSettings) -> APIRouter:
 
     @router.post("/twilio/inbound")
     async def twilio_inbound(request: Request) -> Response:
-        params = await twilio_form(request)
-        if params is None:
-            return JSONResponse({"error": "invalid signature"}, status_code=403)
+        params = await twilio_params(request)
+        if isinstance(params, Response):
+            return params
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
+        try:
+            phone = _phone_field(params, "From")
+        except BadPush as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         reply = Reply(dedupe=f"twilio:{sid or _digest(params.get('From', ''), params.get('Body', ''))}",
-                      phone=_e164(params.get("From", "")), text=params.get("Body", ""),
+                      phone=phone, text=params.get("Body", ""),
                       received_at=dt.datetime.now(dt.UTC), provider="twilio")
         log.info("SMS reply from %s", mask_phone(reply.phone))
         await run_in_threadpool(events.on_replies, [reply])
@@ -142,7 +211,13 @@ def make_router(events: SmsEvents, settings: WebhookSettings) -> APIRouter:
                         request.client.host if request.client else "?")
             return JSONResponse({"code": 403, "msg": "forbidden"}, status_code=403)
         try:
-            data = json.loads(await request.body())
+            data = json.loads(await _body(request))
+        except TooLarge:
+            return JSONResponse({"code": 413, "msg": f"request body too large (at most {MAX_BODY_BYTES} bytes)"},
+                                status_code=413)
+        except RecursionError:
+            return JSONResponse({"code": 400, "msg": "body is not JSON we accept (nested too deeply)"},
+                                status_code=400)
         except ValueError:
             return JSONResponse({"code": 400, "msg": "body is not JSON"}, status_code=400)
         if isinstance(data, dict):
@@ -157,14 +232,18 @@ def make_router(events: SmsEvents, settings: WebhookSettings) -> APIRouter:
         if isinstance(items, Response):
             return items
         updates = []
-        for i in items:
+        for n, i in enumerate(items):
             ok = i.get("success") in (True, "true", "True", 1)
-            code = str(i.get("err_code") or ("DELIVERED" if ok else ""))
-            biz, out = str(i.get("biz_id") or ""), str(i.get("out_id") or "")
+            try:
+                code = _text_field(i, "err_code", ID_MAX) or ("DELIVERED" if ok else "")
+                biz, out = _text_field(i, "biz_id", ID_MAX), _text_field(i, "out_id", ID_MAX)
+                err_msg = _text_field(i, "err_msg", 1000)
+            except BadPush as exc:
+                return JSONResponse({"code": 400, "msg": f"item {n}: {exc}"}, status_code=400)
             updates.append(StatusUpdate(
                 dedupe=f"aliyun:{_digest(biz, out, str(ok), code)}", state="delivered" if ok else "undelivered",
                 provider_status=code, provider_id=biz, out_id=out, error_code="" if ok else code,
-                error_message="" if ok else explain(code, str(i.get("err_msg") or "")),
+                error_message="" if ok else explain(code, err_msg),
                 at=_china_time(i.get("report_time")),
             ))
         await run_in_threadpool(events.on_status, updates)
@@ -175,12 +254,17 @@ def make_router(events: SmsEvents, settings: WebhookSettings) -> APIRouter:
         items = await aliyun_items(request, token)
         if isinstance(items, Response):
             return items
-        replies = [
-            Reply(dedupe=f"aliyun:{i.get('sequence_id') or _digest(str(i.get('phone_number')), str(i.get('send_time')), str(i.get('content')))}",
-                  phone=_e164(str(i.get("phone_number") or "")), text=str(i.get("content") or ""),
-                  received_at=_china_time(i.get("send_time")), provider="aliyun")
-            for i in items
-        ]
+        replies = []
+        for n, i in enumerate(items):
+            try:
+                phone, text = _phone_field(i, "phone_number"), _text_field(i, "content")
+                seq = _text_field(i, "sequence_id", ID_MAX)
+                sent = _text_field(i, "send_time", 64)
+            except BadPush as exc:
+                return JSONResponse({"code": 400, "msg": f"item {n}: {exc}"}, status_code=400)
+            key = seq or _digest(str(i.get("phone_number")), str(i.get("send_time")), str(i.get("content")))
+            replies.append(Reply(dedupe=f"aliyun:{key}", phone=phone, text=text,
+                                 received_at=_china_time(sent), provider="aliyun"))
         await run_in_threadpool(events.on_replies, replies)
         return JSONResponse(ALIYUN_OK)
 
