@@ -15,14 +15,13 @@ unmasked number (the ringing number is one of the secret numbers of the corpus).
 from __future__ import annotations
 
 import asyncio
-import logging
 import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.bad_inputs.harness import Outcome, unmasked_numbers
+from tests.bad_inputs.harness import Outcome, captured_logs, unmasked_numbers
 
 AUDIO = b"\x00\x10" * 160
 
@@ -47,19 +46,6 @@ class FrameCase:
     @property
     def accepted(self) -> bool:
         return False
-
-
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        from outreach.logsetup import MaskingFilter
-
-        self.addFilter(MaskingFilter())
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
 
 
 async def _read_until_closed(reader: asyncio.StreamReader, within_s: float) -> bool:
@@ -185,28 +171,21 @@ async def _ami(case: FrameCase) -> list[str]:
 
 
 def run_frame_case(case: FrameCase, *, time_limit_s: float = 30) -> Outcome:
-    capture = _Capture()
-    root = logging.getLogger()
-    old_level, old_handlers = root.level, root.handlers[:]
-    root.handlers = [capture]
-    root.setLevel(logging.INFO)
-    try:
-        run = _audiosocket if case.kind == "audiosocket" else _ami
+    run = _audiosocket if case.kind == "audiosocket" else _ami
 
-        async def bounded() -> list[str]:
-            async with asyncio.timeout(time_limit_s):
-                return await run(case)
+    async def bounded() -> list[str]:
+        async with asyncio.timeout(time_limit_s):
+            return await run(case)
 
-        problems = asyncio.run(bounded())
-    except TimeoutError:
-        return Outcome("hang", [f"ran past {time_limit_s} s"], "\n".join(capture.lines), None)
-    except Exception as exc:
-        out = "".join(traceback.format_exception(exc)) + "\n".join(capture.lines)
-        return Outcome("crash", [f"uncaught {type(exc).__name__}: {str(exc)[:200]}"], out, None)
-    finally:
-        root.handlers = old_handlers
-        root.setLevel(old_level)
-    logs = "\n".join(capture.lines)
+    with captured_logs() as capture:
+        try:
+            problems = asyncio.run(bounded())
+        except TimeoutError:
+            return Outcome("hang", [f"ran past {time_limit_s} s"], capture.text, None)
+        except Exception as exc:
+            out = "".join(traceback.format_exception(exc)) + capture.text
+            return Outcome("crash", [f"uncaught {type(exc).__name__}: {str(exc)[:200]}"], out, None)
+    logs = capture.text
     if "Traceback (most recent call last)" in logs:
         return Outcome("crash", ["a traceback in the log"], logs, None)
     if case.reason and case.reason not in logs:

@@ -15,6 +15,7 @@ verdict is one of:
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -105,6 +106,41 @@ def store_digest(path: Path, *, skip_tables: tuple[str, ...] = ()) -> str:
     finally:
         con.close()
     return h.hexdigest()
+
+
+class LogCapture(logging.Handler):
+    """Every log record of a case, as the tool's own handlers would write it (numbers masked)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        from outreach.logsetup import MaskingFilter
+
+        self.addFilter(MaskingFilter())
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@contextmanager
+def captured_logs() -> Iterator[LogCapture]:
+    """The root logger's records from INFO up go only to the capture while the block runs (handlers that
+    earlier CLI runs left behind, on streams closed since, are set aside)."""
+    capture = LogCapture()
+    root = logging.getLogger()
+    old_level, old_handlers = root.level, root.handlers[:]
+    root.handlers = [capture]
+    root.setLevel(logging.INFO)
+    try:
+        yield capture
+    finally:
+        root.handlers = old_handlers
+        root.setLevel(old_level)
 
 
 class _Timeout(BaseException):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import logging
 import os
 import shutil
 import traceback
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.bad_inputs.harness import Outcome, store_digest, unmasked_numbers
+from tests.bad_inputs.harness import Outcome, captured_logs, store_digest, unmasked_numbers
 
 PASSWORD = "correct horse 1"
 TWILIO_TOKEN = "twilio-test-token"
@@ -66,21 +65,6 @@ def twilio_signature(url: str, params: dict[str, str]) -> str:
     """X-Twilio-Signature as Twilio computes it: HMAC-SHA1 of the URL and the sorted POST fields."""
     data = url + "".join(k + params[k] for k in sorted(params))
     return base64.b64encode(hmac.new(TWILIO_TOKEN.encode(), data.encode(), hashlib.sha1).digest()).decode()
-
-
-class _Capture(logging.Handler):
-    """Every log record of the request, as the tool's own handlers would write it (numbers masked)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        from outreach.logsetup import MaskingFilter
-
-        self.addFilter(MaskingFilter())
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
 
 
 def _digest(path: Path) -> str:
@@ -127,52 +111,46 @@ def run_http_case(case: HttpCase, folder: Path, seed_db: Path) -> Outcome:
         overrides.setdefault(section, {}).update(values)
     env = {"OUTREACH_SMS__TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "OUTREACH_SMS__ALIYUN_CALLBACK_TOKEN": ALIYUN_TOKEN}
     config = load_config(None, environ=env, overrides=overrides)
-    capture = _Capture()
-    root = logging.getLogger()
-    old_level, old_handlers = root.level, root.handlers[:]
-    root.handlers = [capture]  # only this request's records (CLI runs before may have left handlers behind)
-    root.setLevel(logging.INFO)
     cwd = os.getcwd()
     problems: list[str] = []
     store = Store(url)
-    try:
-        os.chdir(folder)
-        app = create_app(config, store)
-        with TestClient(app, base_url=BASE, raise_server_exceptions=False) as client:
-            csrf = _login(client, case.role) if case.role else ""
-            before = _digest(store_path)
-            before_files = {p for p in folder.rglob("*")}
-            headers = dict(case.headers)
-            body = case.body
-            if isinstance(body, dict) and case.csrf != "none" and case.role:
-                body = {"csrf_token": csrf if case.csrf == "good" else "forged" + csrf[:4], **body}
-            if case.sign_twilio and isinstance(body, dict):
-                headers["X-Twilio-Signature"] = twilio_signature(BASE + case.path, {k: str(v) for k, v in body.items()})
-            for k, v in case.cookies.items():
-                client.cookies.set(k, v)
-            kwargs: dict[str, Any] = {"headers": headers, "follow_redirects": False}
-            if case.files is not None:
-                kwargs["files"] = case.files
-                kwargs["data"] = body if isinstance(body, dict) else {}
-                if case.role and case.csrf != "none" and "csrf_token" not in kwargs["data"]:
-                    kwargs["data"] = {"csrf_token": csrf, **kwargs["data"]}
-            elif isinstance(body, dict):
-                kwargs["content"] = urlencode(body, doseq=True).encode()
-                headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
-            elif body is not None:
-                kwargs["content"] = body
-            response = client.request(case.method, case.path, **kwargs)
-    except Exception as exc:  # the harness itself must report, not die, on a case it cannot drive
-        output = "".join(traceback.format_exception(exc)) + "\n" + "\n".join(capture.lines)
-        return Outcome("crash", [f"uncaught {type(exc).__name__}: {str(exc)[:200]}"], output, None)
-    finally:
-        os.chdir(cwd)
-        root.handlers = old_handlers
-        root.setLevel(old_level)
-        store.close()
+    with captured_logs() as capture:
+        try:
+            os.chdir(folder)
+            app = create_app(config, store)
+            with TestClient(app, base_url=BASE, raise_server_exceptions=False) as client:
+                csrf = _login(client, case.role) if case.role else ""
+                before = _digest(store_path)
+                before_files = {p for p in folder.rglob("*")}
+                headers = dict(case.headers)
+                body = case.body
+                if isinstance(body, dict) and case.csrf != "none" and case.role:
+                    body = {"csrf_token": csrf if case.csrf == "good" else "forged" + csrf[:4], **body}
+                if case.sign_twilio and isinstance(body, dict):
+                    headers["X-Twilio-Signature"] = twilio_signature(BASE + case.path, {k: str(v) for k, v in body.items()})
+                for k, v in case.cookies.items():
+                    client.cookies.set(k, v)
+                kwargs: dict[str, Any] = {"headers": headers, "follow_redirects": False}
+                if case.files is not None:
+                    kwargs["files"] = case.files
+                    kwargs["data"] = body if isinstance(body, dict) else {}
+                    if case.role and case.csrf != "none" and "csrf_token" not in kwargs["data"]:
+                        kwargs["data"] = {"csrf_token": csrf, **kwargs["data"]}
+                elif isinstance(body, dict):
+                    kwargs["content"] = urlencode(body, doseq=True).encode()
+                    headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+                elif body is not None:
+                    kwargs["content"] = body
+                response = client.request(case.method, case.path, **kwargs)
+        except Exception as exc:  # the harness itself must report, not die, on a case it cannot drive
+            output = "".join(traceback.format_exception(exc)) + "\n" + capture.text
+            return Outcome("crash", [f"uncaught {type(exc).__name__}: {str(exc)[:200]}"], output, None)
+        finally:
+            os.chdir(cwd)
+            store.close()
     text = response.text if "text" in response.headers.get("content-type", "") or "json" in response.headers.get(
         "content-type", "") or "xml" in response.headers.get("content-type", "") else ""
-    logs = "\n".join(capture.lines)
+    logs = capture.text
     output = f"HTTP {response.status_code} {text}\n--- log\n{logs}"
     if response.status_code >= 500 or "Traceback (most recent call last)" in output:
         return Outcome("crash", [f"status {response.status_code}" + (" with a traceback" if "Traceback" in output

@@ -18,7 +18,9 @@ from tests.bad_inputs.seed import build_seed
 
 
 def main() -> None:
-    verbose = "--verbose" in sys.argv
+    args = sys.argv[1:]
+    del sys.argv[1:]  # outreach.cli registers only the command named in sys.argv (a kind such as "dnc" would be)
+    verbose = "--verbose" in args
     limit = 6 << 30
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     with tempfile.TemporaryDirectory(prefix="bad_inputs_") as tmp:
@@ -26,8 +28,9 @@ def main() -> None:
         seed = build_seed(root / "seed")
         outcomes = {}
         cases = all_cases()
-        if len(sys.argv) > 1 and not sys.argv[-1].startswith("--"):  # a kind or an id prefix: only those
-            cases = [c for c in cases if c.kind == sys.argv[-1] or c.id.startswith(sys.argv[-1])]
+        only = [a for a in args if not a.startswith("--")]
+        if only:  # kinds or id prefixes: only those
+            cases = [c for c in cases if any(c.kind == o or c.id.startswith(o) for o in only)]
         for case in cases:
             o = run_case(case, root / "cases" / case.id, seed, time_limit_s=20)
             outcomes[case.id] = o
