@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import secrets
 from collections.abc import Callable, Mapping
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -106,9 +106,9 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         messages = {404: "页面不存在或您无权查看", 403: "请求被拒绝", 405: "不支持的请求方式", 413: "请求内容过大",
-                    400: "请求无效"}
-        # Our own details are Chinese; Starlette's defaults ("Method Not Allowed") are the English phrase.
-        ours = isinstance(exc.detail, str) and exc.detail and exc.detail != _phrase(exc.status_code)
+                    400: "请求无效（表单内容过大、字段过多或格式不对）"}
+        # Our own details are Chinese; the framework's are English ("Method Not Allowed", "Too many fields").
+        ours = isinstance(exc.detail, str) and _CJK.search(exc.detail) is not None
         detail = exc.detail if ours and exc.status_code != 404 else None
         return error_page(request, exc.status_code, detail or messages.get(exc.status_code, "请求出错"))
 
@@ -184,13 +184,7 @@ def create_app(
     return app
 
 
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
+_CJK = re.compile(r"[\u4e00-\u9fff]")
 _WHY_ZH = {"missing": "缺少此项", "int_parsing": "应为整数", "float_parsing": "应为数字", "bool_parsing": "应为是或否",
            "string_too_long": "过长", "int_from_float": "应为整数"}
 
