@@ -574,15 +574,20 @@ def admit_and_claim(store: Store, adm: Admission, *, worker: str) -> list[Claim]
         return claims
 
 
-def _phone_attempts(day_start: dt.datetime | None) -> Any:
-    """Attempts of the contact's resident in any campaign (since `day_start`, or in active campaigns)."""
+def _phone_attempts(day_start: dt.datetime | None, *, overlapping: dt.datetime | None = None) -> Any:
+    """Attempts of the contact's resident in any campaign: since `day_start` (the daily cap), or else
+    (the total cap) in the campaigns that ran at the same time as one started at `overlapping`: those
+    still running or paused, and those that ended after it started. A campaign that ended before
+    another began leaves the later one a fresh budget; one that completed meanwhile does not."""
     q = select(func.count()).select_from(CallAttempt).where(
         CallAttempt.resident_id == CampaignContact.resident_id, CallAttempt.outcome != "interrupted"
     )  # our own crashes are not the resident's attempts
     if day_start is not None:
         return q.where(CallAttempt.started_at >= day_start).scalar_subquery()
-    active = select(Campaign.id).where(Campaign.state.in_([CampaignState.running, CampaignState.paused]))
-    return q.where(CallAttempt.campaign_id.in_(active)).scalar_subquery()
+    alive = Campaign.state.in_([CampaignState.running, CampaignState.paused])
+    if overlapping is not None:
+        alive = or_(alive, Campaign.completed_at >= overlapping)
+    return q.where(CallAttempt.campaign_id.in_(select(Campaign.id).where(alive))).scalar_subquery()
 
 
 def _cap_phones(s: Session, adm: Admission) -> None:
@@ -599,10 +604,12 @@ def _cap_phones(s: Session, adm: Admission) -> None:
         .values(next_attempt_at=adm.next_day_open)
         .execution_options(synchronize_session=False)
     )
+    camp = s.get(Campaign, adm.campaign_id)
+    in_all = _phone_attempts(None, overlapping=camp.started_at if camp is not None else None)
     capped = s.execute(
         select(CampaignContact.id, CampaignContact.resident_id, Resident.community)
         .join(Resident, Resident.id == CampaignContact.resident_id)
-        .where(due, CampaignContact.attempts < _phone_attempts(None), _phone_attempts(None) >= adm.max_total)
+        .where(due, CampaignContact.attempts < in_all, in_all >= adm.max_total)
     ).all()
     if not capped:
         return
