@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from results.donotcall import SOURCE_LABELS as DNC_SOURCE_LABELS
 from results.donotcall import add_do_not_call
@@ -584,7 +585,7 @@ def _phone_attempts(day_start: dt.datetime | None, *, overlapping: dt.datetime |
     )  # our own crashes are not the resident's attempts
     if day_start is not None:
         return q.where(CallAttempt.started_at >= day_start).scalar_subquery()
-    alive = Campaign.state.in_([CampaignState.running, CampaignState.paused])
+    alive: ColumnElement[bool] = Campaign.state.in_([CampaignState.running, CampaignState.paused])
     if overlapping is not None:
         alive = or_(alive, Campaign.completed_at >= overlapping)
     return q.where(CallAttempt.campaign_id.in_(select(Campaign.id).where(alive))).scalar_subquery()

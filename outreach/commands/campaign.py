@@ -1,4 +1,4 @@
-"""`outreach campaign create|start|pause|resume|cancel|status`, and the top-level `run` and `demo`."""
+"""`outreach campaign create|start|pause|resume|cancel|set|status`, and the top-level `run` and `demo`."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from results import campaigns as db
 
 log = logging.getLogger(__name__)
 
-app = typer.Typer(help="Campaigns: create, start, pause, resume, cancel, status.", no_args_is_help=True)
+app = typer.Typer(help="Campaigns: create, start, pause, resume, cancel, set, status.", no_args_is_help=True)
 
 SIMULATION_RATES = services.SIMULATION_RATES
 INBOUND_UNKNOWN_SCRIPT = "dialogs/scripts/inbound_unknown.yaml"
@@ -232,6 +232,39 @@ def cancel(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Cancel: every contact not yet finished is skipped; calls in progress finish normally."""
     _lifecycle(ctx, name, "cancel")
     print(f"campaign {name!r} is cancelled")
+
+
+@app.command("set")
+def set_settings(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Campaign name."),
+    window: list[str] = typer.Option([], "--window", help="Calling window, e.g. daily=09:00-12:00,14:00-20:00 or sun= (repeatable; replaces the windows)."),
+    holiday: list[str] = typer.Option([], "--holiday", help="A local date without calls, YYYY-MM-DD (repeatable; replaces the holidays)."),
+    no_holidays: bool = typer.Option(False, "--no-holidays", help="Remove every holiday."),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1, help="Max concurrent calls."),
+    cps: float | None = typer.Option(None, "--cps", min=0.01, help="Max new calls per second."),
+    max_attempts: int | None = typer.Option(None, "--max-attempts", min=1, max=10, help="Max attempts per resident."),
+    max_per_day: int | None = typer.Option(None, "--max-attempts-per-day", min=1, max=10, help="Max attempts a day."),
+) -> None:
+    """Change a campaign's windows, holidays, pacing or attempt limits; a running `outreach run` applies
+    them at its next tick, without a restart."""
+    app_ctx = get_ctx(ctx)
+    if no_holidays and holiday:
+        fail("--holiday and --no-holidays exclude each other")
+    try:
+        edit = services.SettingsEdit(
+            windows=services.parse_windows(window) if window else None,
+            holidays=[] if no_holidays else (holiday or None), max_concurrent=max_concurrent, cps=cps,
+            max_attempts=max_attempts, max_per_day=max_per_day,
+        )
+        info = services.update_campaign_settings(app_ctx.store(), name, edit, actor="cli")
+    except ServiceError as exc:
+        _service_fail(exc)
+        return
+    windows = "; ".join(f"{k} {','.join(v) or '-'}" for k, v in info.windows.items())
+    print(f"campaign {info.name!r} ({info.state}): windows {windows}; holidays {', '.join(map(str, info.holidays)) or '-'}; "
+          f"pacing {info.pacing.get('max_concurrent_calls')} lines, {info.pacing.get('calls_per_second')} calls/s; "
+          f"attempts {info.retry_policy.get('max_attempts_per_day')} a day, {info.retry_policy.get('max_attempts_total')} in all")
 
 
 @app.command("status")
