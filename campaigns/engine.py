@@ -189,6 +189,7 @@ class EngineStats:
     contacts_done: int = 0  # contacts this engine finished (any final outcome)
     steps: int = 0
     write_failures: int = 0  # store writes that failed after their retries (kept, retried)
+    leftovers_hung_up: int = 0  # calls of an earlier run (or a dead worker) found still up and hung up
     by_outcome: dict[str, int] = field(default_factory=dict)
 
 
@@ -234,6 +235,7 @@ class CampaignEngine:
         self._last_beat = 0.0
         self._host = socket.gethostname()
         self._failed_campaigns: dict[int, str] = {}
+        self._unreconciled: set[str] = set()  # channel ids of a previous run the backend could not list yet
         self.db_healthy = True
 
     # ------------------------------------------------------------------ lifecycle
@@ -367,6 +369,8 @@ class CampaignEngine:
         if self._started:
             dead = await self.io.run(db.dead_workers, self.store, now=wall, stale_s=s.worker_stale_s,
                                      host=self._host, is_alive=pid_alive, me=s.worker)
+        if self._started and (include_own or dead):
+            await self._hang_up_leftovers(([s.worker] if include_own else []) + dead)
         journal = JournalState()
         own = journal_path(self.journal_dir(), s.worker)
         read: list[Path] = []
@@ -390,6 +394,34 @@ class CampaignEngine:
             if p != own or startup:
                 retire(p)
         return n
+
+    async def _hang_up_leftovers(self, workers: Sequence[str]) -> None:
+        """Before their attempts are recovered: ask the backend which calls of `workers` (this worker's
+        earlier run, dead workers) are still up (`reconcile`, e.g. AMI CoreShowChannels) and hang those
+        up, so no resident stays on a line nobody serves. If the backend cannot tell now, ask again at
+        the next lease sweep (the attempts are recovered meanwhile: never charged, never redialled)."""
+        mine = {fl.claim.channel_id for v in self._inflight.values() for fl in v}
+        owned = set(await self.io.run(db.dialing_channels, self.store, workers=workers)) - mine
+        await self._reconcile(owned | self._unreconciled)
+
+    async def _reconcile(self, owned: set[str]) -> None:
+        if not owned:
+            return
+        try:
+            live = await self.telephony.reconcile(owned)
+        except TelephonyError as exc:
+            if not owned <= self._unreconciled:
+                log.warning("cannot ask %s which of %d calls of an earlier run are still up (%s); asking again "
+                            "later", self.telephony.name, len(owned), exc)
+            self._unreconciled |= owned
+            return
+        self._unreconciled -= owned
+        for ch in live:
+            await self._hangup(ch)
+        if live:
+            self.stats.leftovers_hung_up += len(live)
+            log.warning("%d calls of an earlier run were still up on %s: hung up (recorded as interrupted)",
+                        len(live), self.telephony.name)
 
     def _recover_now(self, include_own: bool, journal: JournalState, dead: Sequence[str]) -> int:
         now = self.clock.now()
@@ -431,7 +463,10 @@ class CampaignEngine:
         return n
 
     async def sweep(self) -> int:
-        """The periodic lease sweep: claims of dead workers (and expired unregistered leases)."""
+        """The periodic lease sweep: claims of dead workers (and expired unregistered leases); calls of an
+        earlier run the backend could not list at the start are asked about again."""
+        if self._unreconciled and self.telephony.health().ok:
+            await self._reconcile(set(self._unreconciled))
         return await self._recover(include_own=False)
 
     # ------------------------------------------------------------------ heartbeat

@@ -900,6 +900,20 @@ def _write_finishes(s: Session, todo: Sequence[Finish], cancelled: set[int]) -> 
 # ----------------------------------------------------------------------------- recovery
 
 
+def dialing_channels(store: Store, *, workers: Sequence[str]) -> list[str]:
+    """Channel ids of the attempts still `dialing` whose contact one of `workers` claimed (what a
+    restarted or recovering worker asks the telephony backend about before it recovers them)."""
+    if not workers:
+        return []
+    with store.session() as s:
+        return list(s.scalars(
+            select(CallAttempt.channel_id)
+            .join(CampaignContact, CampaignContact.id == CallAttempt.contact_id)
+            .where(CallAttempt.outcome == "dialing", CampaignContact.state == ContactState.dialing,
+                   CampaignContact.claimed_by.in_(list(workers)))
+        ))
+
+
 def recover_claims(
     store: Store,
     *,
