@@ -137,6 +137,7 @@ class EngineSettings:
     breaker_first_s: float = 5.0
     breaker_max_s: float = 300.0
     progress_s: float = 1.0  # wall seconds between journal records of live calls' answers
+    prepare_lead_s: float = 0.0  # calls start this long after their claim, for the prepare step (prompts)
 
 
 @dataclass(slots=True)
@@ -235,6 +236,7 @@ class CampaignEngine:
         self._last_beat = 0.0
         self._host = socket.gethostname()
         self._failed_campaigns: dict[int, str] = {}
+        self._preparing: set[asyncio.Task[None]] = set()  # prompt renders still running (off the call's path)
         self._unreconciled: set[str] = set()  # channel ids of a previous run the backend could not list yet
         self.db_healthy = True
 
@@ -274,6 +276,9 @@ class CampaignEngine:
                 await self.io.run(db.stop_worker, self.store, self.settings.worker, now=dt.datetime.now(dt.UTC))
             except Exception as exc:  # the store is down at shutdown: the heartbeat will go stale instead
                 log.error("cannot mark worker %s stopped: %s", self.settings.worker, exc)
+        for task in list(self._preparing):
+            task.cancel()
+        await asyncio.gather(*self._preparing, return_exceptions=True)
         if self._journal is not None:
             self._journal.close()
             if not self._unwritten:
@@ -602,13 +607,14 @@ class CampaignEngine:
             free = 1
             b.probing()
         await self._store_breaker(b)
+        lead = dt.timedelta(seconds=self.settings.prepare_lead_s if self.prepare_prompts is not None else 0.0)
         adm = db.Admission(
             campaign_id=info.id, trunk=info.trunk, want=min(free, self.settings.max_claims_per_step), now=now,
-            until=slice_end, camp_max_lines=rt.max_concurrent, camp_cps=rt.cps,
+            until=slice_end + lead, camp_max_lines=rt.max_concurrent, camp_cps=rt.cps,
             max_per_day=rt.policy.max_attempts_per_day, max_total=rt.policy.max_attempts_total,
             day_start=rt.windows.day_start(now), next_day_open=rt.windows.next_day_open(now),
             next_open=rt.windows.next_open, local_date=rt.windows.local_date,
-            history_from=rt.policy.max_attempts_total,
+            history_from=rt.policy.max_attempts_total, first_slot=now + lead if lead else None,
         )
         claims = await self.io.run(db.admit_and_claim, self.store, adm, worker=self.settings.worker)
         if len(claims) < free:
@@ -653,7 +659,7 @@ class CampaignEngine:
             if session is None:
                 raise CampaignPrepareError(f"campaign {info.name}: the script cannot be loaded")
             if self.prepare_prompts is not None:
-                await self.prepare_prompts(info, claim)
+                await self._prepare(info, claim)
             if not self.clock.virtual:
                 await self.clock.sleep_until(claim.started_at)
             request = OriginateRequest(
@@ -686,6 +692,28 @@ class CampaignEngine:
             log.exception("call %s to %s failed inside the engine", claim.channel_id, mask_phone(claim.phone))
             return CallReport(claim, "failed", 0.0, cause=f"internal error: {type(exc).__name__}",
                               result=session.result if fl.answered and session is not None else None)
+
+    async def _prepare(self, info: db.CampaignInfo, claim: db.Claim) -> None:
+        """Render the contact's prompts (e.g. {name}) before the call: awaited at most until the call's
+        start instant, so a slow render never delays a call (the pacing holds). One not done by then goes
+        on during the ringing; a prompt still missing when it is due is spoken by the player's fallback."""
+        assert self.prepare_prompts is not None
+        task = asyncio.ensure_future(self.prepare_prompts(info, claim))
+        self._preparing.add(task)
+        task.add_done_callback(self._preparing.discard)
+        if self.clock.virtual:
+            await task
+            return
+        slot = asyncio.ensure_future(self.clock.sleep_until(claim.started_at))
+        try:
+            await asyncio.wait({task, slot}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            slot.cancel()
+        if task.done():
+            task.result()  # CampaignPrepareError: permanent
+        else:
+            log.info("campaign %s: prompts of attempt %s still rendering at its start instant; dialling on time",
+                     info.name, claim.channel_id)
 
     async def _bounded(
         self, request: OriginateRequest, claim: db.Claim, fl: InFlight, session: DialogSession, b: Breaker

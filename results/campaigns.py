@@ -485,6 +485,7 @@ class Admission:
     next_open: Callable[[dt.datetime], dt.datetime]  # the calling windows: next open instant >= t
     local_date: Callable[[dt.datetime], dt.date]
     history_from: int = 5
+    first_slot: dt.datetime | None = None  # no start before this (the engine's lead for its prepare step)
 
 
 def ensure_trunk(s: Session, name: str, now: dt.datetime) -> Trunk:
@@ -551,8 +552,9 @@ def admit_and_claim(store: Store, adm: Admission, *, worker: str) -> list[Claim]
             return []
         t_gap = 1.0 / max(trunk.calls_per_second, 1e-6)
         c_gap = 1.0 / max(adm.camp_cps, 1e-6)
-        t_next = max(adm.now, trunk.next_slot_at or adm.now)
-        c_next = max(adm.now, camp.next_slot_at or adm.now)
+        earliest = max(adm.now, adm.first_slot or adm.now)
+        t_next = max(earliest, trunk.next_slot_at or earliest)
+        c_next = max(earliest, camp.next_slot_at or earliest)
         slots: list[dt.datetime] = []
         while len(slots) < n:
             t = adm.next_open(max(t_next, c_next))

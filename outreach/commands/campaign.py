@@ -15,11 +15,12 @@ import typer
 
 from campaigns.clock import Clock, ScaledClock, VirtualClock, WallClock
 from campaigns.demo import DemoSettings
-from campaigns.engine import CampaignEngine, EngineSettings, MediaDialogRunner, TrunkSpec
+from campaigns.engine import CampaignEngine, EngineSettings, MediaDialogRunner, PromptPreparer, TrunkSpec
 from campaigns.service import (
     PeriodicJob,
     ScriptLoadError,
     ScriptSessions,
+    make_prompt_preparer,
     make_session_factory,
     make_simulated_network,
     serve,
@@ -40,6 +41,7 @@ app = typer.Typer(help="Campaigns: create, start, pause, resume, cancel, set, st
 
 SIMULATION_RATES = services.SIMULATION_RATES
 INBOUND_UNKNOWN_SCRIPT = "dialogs/scripts/inbound_unknown.yaml"
+PREPARE_LEAD_S = 1.0  # voice backends: a call starts this long after its claim, for its prompts to render
 
 
 # ----------------------------------------------------------------------------- config -> engine wiring
@@ -120,12 +122,33 @@ def wire_inbound(config: Config, telephony: Telephony, store: Any, media_runner:
     telephony.on_inbound = InboundDesk(store, telephony, lambda: script.new_session({}, nlu), media_runner)
 
 
+def build_prompt_preparer(config: Config, sessions: ScriptSessions) -> PromptPreparer | None:
+    """Voice backends: the pipeline's prepare step renders each contact's templated prompts ({name}) into
+    the TTS cache (tts.cache.prerender_for_contacts) before the call, with the cache and engine the voice
+    runner's PromptPlayer reads. None for the simulated network (it talks in text)."""
+    if config.telephony.backend == "simulated":
+        return None
+    from tts.cache import PromptCache, make_engine, prerender_for_contacts
+
+    tts_engine = make_engine(config.tts)
+    cache = PromptCache(config.tts.cache_dir)
+
+    async def render(script: Any, contacts: list[Any]) -> None:
+        report = await prerender_for_contacts(script, contacts, tts_engine, cache)
+        if not report.ok:
+            raise RuntimeError(f"{len(report.failures)} of {report.total} failed: {report.failures[0].error}")
+
+    return make_prompt_preparer(sessions, render)
+
+
 def build_engine_settings(config: Config, *, worker: str | None = None, slice_s: float | None = None) -> EngineSettings:
     t = config.telephony
     s = EngineSettings(
         caller_id=t.caller_id, originate_timeout_s=t.originate_timeout_s, max_call_s=t.max_call_s,
         trunks=tuple(TrunkSpec(k.name, k.channel, k.max_channels, k.calls_per_second) for k in t.trunks),
     )
+    if t.backend != "simulated":
+        s.prepare_lead_s = PREPARE_LEAD_S
     if worker:
         s.worker = worker
     if slice_s:
@@ -409,7 +432,7 @@ def run(
         return
     sessions = build_sessions(cfg)
     engine = CampaignEngine(store, telephony, clock, sessions, settings=settings, campaigns=campaign,
-                            media_runner=media_runner)
+                            media_runner=media_runner, prepare_prompts=build_prompt_preparer(cfg, sessions))
     if media_runner is not None:
         wire_inbound(cfg, telephony, store, media_runner)
     typer.echo(f"worker {settings.worker}: running ({'virtual time' if virtual_time else 'scaled time' if speed else 'wall clock'})", err=True)
