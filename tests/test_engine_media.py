@@ -110,6 +110,15 @@ async def test_a_campaign_by_voice_over_memory_media(store: Store, speech: bytes
     assert all(c.robot_hung_up for c in telephony.callers.values())
     # the voice runner's turn records (latency) reach the stored attempt
     assert all(any(t.get("latency_ms") is not None for t in a.turns) for a in rows)
+    # ... and feed /metrics' recognition and understanding histograms
+    from outreach.web.metrics import metrics_response
+    from tests.test_latency_metrics import histogram, stored_latencies
+
+    text = bytes(metrics_response(store).body).decode()
+    for key, name in (("asr_ms", "outreach_asr_latency_seconds"), ("nlu_ms", "outreach_nlu_latency_seconds")):
+        samples = stored_latencies(store, key)
+        assert len(samples) >= 4 * 5, key  # five answers per call
+        assert histogram(text, name) == (len(samples), pytest.approx(sum(samples)))
     assert all(c.heard_frames > 0 for c in telephony.callers.values())
     # each contact's prompts were rendered before its call was placed
     for kind, ch in order:
