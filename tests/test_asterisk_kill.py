@@ -82,6 +82,10 @@ def prepare(tmp_path: Path, pbx: Any, as_port: int, *, originate_timeout_s: int)
     return url, cmd, env
 
 
+def spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def stop_gracefully(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)  # stop: no new calls; a second SIGTERM cuts the calls in progress
     time.sleep(0.5)
@@ -111,11 +115,10 @@ def test_kill_9_mid_call_then_restart(tmp_path: Path) -> None:
     thread = FakeAsteriskThread(audiosocket=("127.0.0.1", as_port), auth_delay_s=0.05, scenario_for=scenario)
     with thread as pbx:
 
-        def on_fake(fn: Callable[[], Any]) -> Any:
-            return thread.call(fn)
+        on_fake = thread.call
 
         url, cmd, env = prepare(tmp_path, pbx, as_port, originate_timeout_s=5)
-        first = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        first = spawn(cmd, env)
         try:
             wait(lambda: on_fake(lambda: len(pbx.of("audiosocket_start"))) >= 3, 60, "three calls talking")
         finally:
@@ -125,7 +128,7 @@ def test_kill_9_mid_call_then_restart(tmp_path: Path) -> None:
         wait(lambda: on_fake(lambda: len(pbx.channels)) == 0, 10, "the dead process's calls to end")
         cut = on_fake(lambda: {f["uniqueid"] for f in pbx.of("dial")})
         assert len(cut) == 3
-        second = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        second = spawn(cmd, env)
         try:
             wait(lambda: outcomes(url, cut) == {"interrupted"}, 60, "the cut attempts to be recovered")
             wait(lambda: on_fake(lambda: len(pbx.of("audiosocket_start"))) >= 5, 60, "the other two residents' calls")
@@ -150,11 +153,10 @@ def test_kill_9_while_ringing_then_the_restart_hangs_up_the_calls_still_up(tmp_p
                                 scenario_for=lambda number: Scenario("no_answer"))  # rings until our Timeout
     with thread as pbx:
 
-        def on_fake(fn: Callable[[], Any]) -> Any:
-            return thread.call(fn)
+        on_fake = thread.call
 
         url, cmd, env = prepare(tmp_path, pbx, as_port, originate_timeout_s=120)
-        first = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        first = spawn(cmd, env)
         try:
             wait(lambda: on_fake(lambda: len(pbx.channels)) >= 3, 60, "three calls ringing")
         finally:
@@ -163,7 +165,7 @@ def test_kill_9_while_ringing_then_the_restart_hangs_up_the_calls_still_up(tmp_p
         cut = on_fake(lambda: set(pbx.channels))
         time.sleep(0.5)
         assert on_fake(lambda: set(pbx.channels)) == cut  # still ringing: nobody hung them up
-        second = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        second = spawn(cmd, env)
         try:
             wait(lambda: on_fake(lambda: {f["uniqueid"] for f in pbx.of("ami_hangup")}) >= cut, 30,
                  "the restarted worker to hang up the calls left ringing")

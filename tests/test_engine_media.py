@@ -43,19 +43,36 @@ def store(sqlite_url: str) -> Iterator[Store]:
     s.close()
 
 
+def answering(speech: bytes) -> Any:
+    """A resident who answers each of five questions with `speech` once the robot is quiet."""
+
+    async def resident(c: MemoryCaller, request: OriginateRequest) -> None:
+        for _ in range(5):
+            await c.wait_for_silence(frames=15, timeout_s=30)
+            if c.hung_up:
+                return
+            await c.play(speech)
+
+    return resident
+
+
+async def run_to_completion(eng: CampaignEngine, telephony: MemoryTelephony, store: Store, *, within_s: float) -> None:
+    """Tick the engine (as the service does) until campaign c1 completed."""
+    async with telephony:
+        await eng.start()
+        async with asyncio.timeout(within_s):
+            while db.get_campaign(store, "c1").state != "completed":
+                await eng.step()
+                await asyncio.sleep(0.05)
+        await eng.stop()
+
+
 async def test_a_campaign_by_voice_over_memory_media(store: Store, speech: bytes, tmp_path: Path) -> None:
     make_campaign(store, n=4, windows={"daily": ["00:00-24:00"]},
                   pacing={"max_concurrent_calls": 4, "calls_per_second": 20.0})
     db.set_state(store, "c1", "running", now=START)
 
-    async def resident(c: MemoryCaller, request: OriginateRequest) -> None:
-        for _ in range(5):
-            await c.wait_for_silence(frames=15, timeout_s=20)
-            if c.hung_up:
-                return
-            await c.play(speech)
-
-    telephony = MemoryTelephony(resident, frame_period_s=PERIOD)
+    telephony = MemoryTelephony(answering(speech), frame_period_s=PERIOD)
     asr = ScriptedRecognizer(lambda call_id, n: REPLIES[n % len(REPLIES)], delay_s=0.016)
     settings = RunnerSettings(frame_period_s=PERIOD, audio_dir=str(tmp_path / "answers"))
 
@@ -90,13 +107,7 @@ async def test_a_campaign_by_voice_over_memory_media(store: Store, speech: bytes
     clock = ScaledClock(START, 1.0)
     eng = CampaignEngine(store, telephony, clock, sessions, media_runner=media_runner, prepare_prompts=prepare,
                          settings=EngineSettings(worker="voice", slice_s=0.5))
-    async with telephony:
-        await eng.start()
-        async with asyncio.timeout(60):
-            while db.get_campaign(store, "c1").state != "completed":
-                await eng.step()
-                await asyncio.sleep(0.05)
-        await eng.stop()
+    await run_to_completion(eng, telephony, store, within_s=60)
     with store.session() as s:
         rows = list(s.scalars(select(CallAttempt)))
         records = list(s.scalars(select(ScreeningRecord)))
@@ -151,14 +162,7 @@ async def test_the_prepare_step_renders_the_contacts_prompt_that_the_resident_he
         texts[claim.channel_id] = contact_prompts(sessions.script(info), [claim.contact_mapping()])
         await preparer(info, claim)
 
-    async def resident(c: MemoryCaller, request: OriginateRequest) -> None:
-        for _ in range(5):
-            await c.wait_for_silence(frames=15, timeout_s=30)
-            if c.hung_up:
-                return
-            await c.play(speech)
-
-    telephony = MemoryTelephony(resident, frame_period_s=PERIOD, keep_heard=True)
+    telephony = MemoryTelephony(answering(speech), frame_period_s=PERIOD, keep_heard=True)
     ready_at_dial: dict[str, bool] = {}
     real_originate = telephony.originate
 
@@ -182,13 +186,7 @@ async def test_the_prepare_step_renders_the_contacts_prompt_that_the_resident_he
     settings.prepare_lead_s = 20.0
     eng = CampaignEngine(store, telephony, ScaledClock(START, 4.0), sessions, media_runner=media_runner,
                          prepare_prompts=prepare, settings=settings)
-    async with telephony:
-        await eng.start()
-        async with asyncio.timeout(90):
-            while db.get_campaign(store, "c1").state != "completed":
-                await eng.step()
-                await asyncio.sleep(0.05)
-        await eng.stop()
+    await run_to_completion(eng, telephony, store, within_s=90)
     assert len(texts) == 3
     greetings = {}
     for channel_id, rendered in texts.items():
