@@ -700,7 +700,7 @@ class CampaignEngine:
         assert self.prepare_prompts is not None
         task = asyncio.ensure_future(self.prepare_prompts(info, claim))
         self._preparing.add(task)
-        task.add_done_callback(self._preparing.discard)
+        task.add_done_callback(self._prepared)
         if self.clock.virtual:
             await task
             return
@@ -714,6 +714,11 @@ class CampaignEngine:
         else:
             log.info("campaign %s: prompts of attempt %s still rendering at its start instant; dialling on time",
                      info.name, claim.channel_id)
+
+    def _prepared(self, task: asyncio.Task[None]) -> None:
+        self._preparing.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # one not awaited: logged, not lost
+            log.error("prompt rendering failed: %s", task.exception())
 
     async def _bounded(
         self, request: OriginateRequest, claim: db.Claim, fl: InFlight, session: DialogSession, b: Breaker
