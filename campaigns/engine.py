@@ -126,6 +126,7 @@ class EngineSettings:
     breaker_first_s: float = 5.0
     breaker_max_s: float = 300.0
     progress_s: float = 1.0  # wall seconds between journal records of live calls' answers
+    prepare_lead_s: float = 0.0  # calls start this long after their claim, for the prepare step (prompts)
 
 
 @dataclass(slots=True)
@@ -178,6 +179,7 @@ class EngineStats:
     contacts_done: int = 0  # contacts this engine finished (any final outcome)
     steps: int = 0
     write_failures: int = 0  # store writes that failed after their retries (kept, retried)
+    leftovers_hung_up: int = 0  # calls of an earlier run (or a dead worker) found still up and hung up
     by_outcome: dict[str, int] = field(default_factory=dict)
 
 
@@ -223,6 +225,8 @@ class CampaignEngine:
         self._last_beat = 0.0
         self._host = socket.gethostname()
         self._failed_campaigns: dict[int, str] = {}
+        self._preparing: set[asyncio.Task[None]] = set()  # prompt renders still running (off the call's path)
+        self._unreconciled: set[str] = set()  # channel ids of a previous run the backend could not list yet
         self.db_healthy = True
 
     # ------------------------------------------------------------------ lifecycle
@@ -261,6 +265,9 @@ class CampaignEngine:
                 await self.io.run(db.stop_worker, self.store, self.settings.worker, now=dt.datetime.now(dt.UTC))
             except Exception as exc:  # the store is down at shutdown: the heartbeat will go stale instead
                 log.error("cannot mark worker %s stopped: %s", self.settings.worker, exc)
+        for task in list(self._preparing):
+            task.cancel()
+        await asyncio.gather(*self._preparing, return_exceptions=True)
         if self._journal is not None:
             self._journal.close()
             if not self._unwritten:
@@ -356,6 +363,8 @@ class CampaignEngine:
         if self._started:
             dead = await self.io.run(db.dead_workers, self.store, now=wall, stale_s=s.worker_stale_s,
                                      host=self._host, is_alive=pid_alive, me=s.worker)
+        if self._started and (include_own or dead):
+            await self._hang_up_leftovers(([s.worker] if include_own else []) + dead)
         journal = JournalState()
         own = journal_path(self.journal_dir(), s.worker)
         read: list[Path] = []
@@ -379,6 +388,34 @@ class CampaignEngine:
             if p != own or startup:
                 retire(p)
         return n
+
+    async def _hang_up_leftovers(self, workers: Sequence[str]) -> None:
+        """Before their attempts are recovered: ask the backend which calls of `workers` (this worker's
+        earlier run, dead workers) are still up (`reconcile`, e.g. AMI CoreShowChannels) and hang those
+        up, so no resident stays on a line nobody serves. If the backend cannot tell now, ask again at
+        the next lease sweep (the attempts are recovered meanwhile: never charged, never redialled)."""
+        mine = {fl.claim.channel_id for v in self._inflight.values() for fl in v}
+        owned = set(await self.io.run(db.dialing_channels, self.store, workers=workers)) - mine
+        await self._reconcile(owned | self._unreconciled)
+
+    async def _reconcile(self, owned: set[str]) -> None:
+        if not owned:
+            return
+        try:
+            live = await self.telephony.reconcile(owned)
+        except TelephonyError as exc:
+            if not owned <= self._unreconciled:
+                log.warning("cannot ask %s which of %d calls of an earlier run are still up (%s); asking again "
+                            "later", self.telephony.name, len(owned), exc)
+            self._unreconciled |= owned
+            return
+        self._unreconciled -= owned
+        for ch in live:
+            await self._hangup(ch)
+        if live:
+            self.stats.leftovers_hung_up += len(live)
+            log.warning("%d calls of an earlier run were still up on %s: hung up (recorded as interrupted)",
+                        len(live), self.telephony.name)
 
     def _recover_now(self, include_own: bool, journal: JournalState, dead: Sequence[str]) -> int:
         now = self.clock.now()
@@ -420,7 +457,10 @@ class CampaignEngine:
         return n
 
     async def sweep(self) -> int:
-        """The periodic lease sweep: claims of dead workers (and expired unregistered leases)."""
+        """The periodic lease sweep: claims of dead workers (and expired unregistered leases); calls of an
+        earlier run the backend could not list at the start are asked about again."""
+        if self._unreconciled and self.telephony.health().ok:
+            await self._reconcile(set(self._unreconciled))
         return await self._recover(include_own=False)
 
     # ------------------------------------------------------------------ heartbeat
@@ -556,13 +596,14 @@ class CampaignEngine:
             free = 1
             b.probing()
         await self._store_breaker(b)
+        lead = dt.timedelta(seconds=self.settings.prepare_lead_s if self.prepare_prompts is not None else 0.0)
         adm = db.Admission(
             campaign_id=info.id, trunk=info.trunk, want=min(free, self.settings.max_claims_per_step), now=now,
-            until=slice_end, camp_max_lines=rt.max_concurrent, camp_cps=rt.cps,
+            until=slice_end + lead, camp_max_lines=rt.max_concurrent, camp_cps=rt.cps,
             max_per_day=rt.policy.max_attempts_per_day, max_total=rt.policy.max_attempts_total,
             day_start=rt.windows.day_start(now), next_day_open=rt.windows.next_day_open(now),
             next_open=rt.windows.next_open, local_date=rt.windows.local_date,
-            history_from=rt.policy.max_attempts_total,
+            history_from=rt.policy.max_attempts_total, first_slot=now + lead if lead else None,
         )
         claims = await self.io.run(db.admit_and_claim, self.store, adm, worker=self.settings.worker)
         if len(claims) < free:
@@ -607,7 +648,7 @@ class CampaignEngine:
             if session is None:
                 raise CampaignPrepareError(f"campaign {info.name}: the script cannot be loaded")
             if self.prepare_prompts is not None:
-                await self.prepare_prompts(info, claim)
+                await self._prepare(info, claim)
             if not self.clock.virtual:
                 await self.clock.sleep_until(claim.started_at)
             request = OriginateRequest(
@@ -640,6 +681,33 @@ class CampaignEngine:
             log.exception("call %s to %s failed inside the engine", claim.channel_id, mask_phone(claim.phone))
             return CallReport(claim, "failed", 0.0, cause=f"internal error: {type(exc).__name__}",
                               result=session.result if fl.answered and session is not None else None)
+
+    async def _prepare(self, info: db.CampaignInfo, claim: db.Claim) -> None:
+        """Render the contact's prompts (e.g. {name}) before the call: awaited at most until the call's
+        start instant, so a slow render never delays a call (the pacing holds). One not done by then goes
+        on during the ringing; a prompt still missing when it is due is spoken by the player's fallback."""
+        assert self.prepare_prompts is not None
+        task = asyncio.ensure_future(self.prepare_prompts(info, claim))
+        self._preparing.add(task)
+        task.add_done_callback(self._prepared)
+        if self.clock.virtual:
+            await task
+            return
+        slot = asyncio.ensure_future(self.clock.sleep_until(claim.started_at))
+        try:
+            await asyncio.wait({task, slot}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            slot.cancel()
+        if task.done():
+            task.result()  # CampaignPrepareError: permanent
+        else:
+            log.info("campaign %s: prompts of attempt %s still rendering at its start instant; dialling on time",
+                     info.name, claim.channel_id)
+
+    def _prepared(self, task: asyncio.Task[None]) -> None:
+        self._preparing.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # one not awaited: logged, not lost
+            log.error("prompt rendering failed: %s", task.exception())
 
     async def _bounded(
         self, request: OriginateRequest, claim: db.Claim, fl: InFlight, session: DialogSession, b: Breaker

@@ -14,6 +14,7 @@ network) or a media session (`dialer.media.MediaSession`, AudioSocket); `run_tex
 from __future__ import annotations
 
 import logging
+import time
 
 from dialer.base import ListenSpec, Reply, TextChannel
 from dialogs.types import (
@@ -42,10 +43,16 @@ class DialogLoopError(RuntimeError):
 
 
 async def resolve(session: DialogSession, actions: list[Action]) -> list[Action]:
-    """Answer the engine's `Understand` requests (awaiting the NLU) until it returns real actions."""
+    """Answer the engine's `Understand` requests (awaiting the NLU) until it returns real actions. The
+    time each reading took goes into the turn it produced (`nlu_ms`: the web console's NLU histogram)."""
     while len(actions) == 1 and isinstance(actions[0], Understand):
+        t0 = time.perf_counter()
         reading = await session.understand(actions[0])
+        nlu_ms = round((time.perf_counter() - t0) * 1000, 2)
+        before = len(session.result.turns)
         actions = session.handle(Understood(reading))
+        for turn in session.result.turns[before:]:
+            turn.setdefault("nlu_ms", nlu_ms)
     return actions
 
 

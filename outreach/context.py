@@ -71,6 +71,14 @@ class AppContext:
                 fail(str(exc))
         return self._store
 
+    def use_store(self, url: str) -> None:
+        """Point this invocation at another store before it is opened (`outreach serve` → the demo store)."""
+        if self._store is not None:
+            raise RuntimeError("the store is already open")
+        cfg = self.config()
+        self.db_url = url
+        self._config = cfg.model_copy(update={"database": cfg.database.model_copy(update={"url": url})})
+
     def store_exists(self) -> bool:
         """Whether the configured store is there at all (a SQLite file that exists, or any other database):
         for commands whose store is optional, such as `purge`."""

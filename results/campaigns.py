@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from common.masking import mask_phone
 from results.donotcall import SOURCE_LABELS as DNC_SOURCE_LABELS
@@ -484,6 +485,7 @@ class Admission:
     next_open: Callable[[dt.datetime], dt.datetime]  # the calling windows: next open instant >= t
     local_date: Callable[[dt.datetime], dt.date]
     history_from: int = 5
+    first_slot: dt.datetime | None = None  # no start before this (the engine's lead for its prepare step)
 
 
 def ensure_trunk(s: Session, name: str, now: dt.datetime) -> Trunk:
@@ -550,8 +552,9 @@ def admit_and_claim(store: Store, adm: Admission, *, worker: str) -> list[Claim]
             return []
         t_gap = 1.0 / max(trunk.calls_per_second, 1e-6)
         c_gap = 1.0 / max(adm.camp_cps, 1e-6)
-        t_next = max(adm.now, trunk.next_slot_at or adm.now)
-        c_next = max(adm.now, camp.next_slot_at or adm.now)
+        earliest = max(adm.now, adm.first_slot or adm.now)
+        t_next = max(earliest, trunk.next_slot_at or earliest)
+        c_next = max(earliest, camp.next_slot_at or earliest)
         slots: list[dt.datetime] = []
         while len(slots) < n:
             t = adm.next_open(max(t_next, c_next))
@@ -574,15 +577,20 @@ def admit_and_claim(store: Store, adm: Admission, *, worker: str) -> list[Claim]
         return claims
 
 
-def _phone_attempts(day_start: dt.datetime | None) -> Any:
-    """Attempts of the contact's resident in any campaign (since `day_start`, or in active campaigns)."""
+def _phone_attempts(day_start: dt.datetime | None, *, overlapping: dt.datetime | None = None) -> Any:
+    """Attempts of the contact's resident in any campaign: since `day_start` (the daily cap), or else
+    (the total cap) in the campaigns that ran at the same time as one started at `overlapping`: those
+    still running or paused, and those that ended after it started. A campaign that ended before
+    another began leaves the later one a fresh budget; one that completed meanwhile does not."""
     q = select(func.count()).select_from(CallAttempt).where(
         CallAttempt.resident_id == CampaignContact.resident_id, CallAttempt.outcome != "interrupted"
     )  # our own crashes are not the resident's attempts
     if day_start is not None:
         return q.where(CallAttempt.started_at >= day_start).scalar_subquery()
-    active = select(Campaign.id).where(Campaign.state.in_([CampaignState.running, CampaignState.paused]))
-    return q.where(CallAttempt.campaign_id.in_(active)).scalar_subquery()
+    alive: ColumnElement[bool] = Campaign.state.in_([CampaignState.running, CampaignState.paused])
+    if overlapping is not None:
+        alive = or_(alive, Campaign.completed_at >= overlapping)
+    return q.where(CallAttempt.campaign_id.in_(select(Campaign.id).where(alive))).scalar_subquery()
 
 
 def _cap_phones(s: Session, adm: Admission) -> None:
@@ -599,10 +607,12 @@ def _cap_phones(s: Session, adm: Admission) -> None:
         .values(next_attempt_at=adm.next_day_open)
         .execution_options(synchronize_session=False)
     )
+    camp = s.get(Campaign, adm.campaign_id)
+    in_all = _phone_attempts(None, overlapping=camp.started_at if camp is not None else None)
     capped = s.execute(
         select(CampaignContact.id, CampaignContact.resident_id, Resident.community)
         .join(Resident, Resident.id == CampaignContact.resident_id)
-        .where(due, CampaignContact.attempts < _phone_attempts(None), _phone_attempts(None) >= adm.max_total)
+        .where(due, CampaignContact.attempts < in_all, in_all >= adm.max_total)
     ).all()
     if not capped:
         return
@@ -890,6 +900,20 @@ def _write_finishes(s: Session, todo: Sequence[Finish], cancelled: set[int]) -> 
 
 
 # ----------------------------------------------------------------------------- recovery
+
+
+def dialing_channels(store: Store, *, workers: Sequence[str]) -> list[str]:
+    """Channel ids of the attempts still `dialing` whose contact one of `workers` claimed (what a
+    restarted or recovering worker asks the telephony backend about before it recovers them)."""
+    if not workers:
+        return []
+    with store.session() as s:
+        return list(s.scalars(
+            select(CallAttempt.channel_id)
+            .join(CampaignContact, CampaignContact.id == CallAttempt.contact_id)
+            .where(CallAttempt.outcome == "dialing", CampaignContact.state == ContactState.dialing,
+                   CampaignContact.claimed_by.in_(list(workers)))
+        ))
 
 
 def recover_claims(

@@ -217,13 +217,8 @@ def transient_db_error(exc: BaseException) -> bool:
 
 
 def store_retry(attempts: int = 4, *, first_wait_s: float = 0.05, max_wait_s: float = 2.0) -> Any:
-    """The retry policy of store operations (tenacity): transient errors only, bounded, with jittered
-    exponential backoff; the last error is re-raised. Use it off the event loop (it sleeps)."""
-    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+    """The retry policy of store operations (results.retry: tenacity): transient errors only, bounded, with
+    jittered exponential backoff; the last error is re-raised. Use it off the event loop (it sleeps)."""
+    from results.retry import retrying
 
-    return Retrying(
-        retry=retry_if_exception(transient_db_error),
-        stop=stop_after_attempt(attempts),
-        wait=wait_random_exponential(multiplier=first_wait_s, max=max_wait_s),
-        reraise=True,
-    )
+    return retrying(transient_db_error, attempts=attempts, first_s=first_wait_s, max_s=max_wait_s)

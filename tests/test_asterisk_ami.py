@@ -135,3 +135,23 @@ async def test_a_failing_event_handler_does_not_drop_the_connection(caplog: pyte
         await asyncio.sleep(0.1)
         assert client.connected and client.disconnects == 0
         await client.close()
+
+
+async def test_reconnects_back_off_with_the_shared_retry_policy(caplog: pytest.LogCaptureFixture) -> None:
+    """A manager that accepts and drops every connection: the client retries with the project's one
+    backoff (results.retry: jittered, growing, capped), not in a tight loop, and logs in once it is back."""
+    caplog.set_level(logging.INFO, logger="dialer.asterisk.ami")
+    async with FakeAsterisk() as pbx:
+        client = AmiClient(settings(pbx.port, ping_interval_s=30, backoff_initial_s=0.01, backoff_max_s=0.16))
+        await client.start()
+        pbx.refuse(True)
+        pbx.drop_connections()
+        await wait_until(lambda: pbx.connections_accepted >= 10)
+        pbx.refuse(False)
+        await wait_until(lambda: client.connected and client.generation == 2)
+        await client.close()
+    waits = [float(r.getMessage().split("reconnecting in ")[1].split(" s")[0])
+             for r in caplog.records if "reconnecting in" in r.getMessage()]
+    assert len(waits) >= 8
+    assert all(0.0 <= w <= 0.16 for w in waits)  # capped at backoff_max_s
+    assert max(waits) > 0.01  # grows past the first step

@@ -259,3 +259,70 @@ def test_a_second_sigterm_cuts_the_calls_in_progress_and_records_them_interrupte
         assert c.next_attempt_at >= a.ended_at + dt.timedelta(seconds=600)
     dialled = [line.split("\t")[0] for line in log.read_text(encoding="utf-8").splitlines()]
     assert len(dialled) == len(set(dialled)) and set(dialled) <= {a.channel_id for a in rows}
+
+
+def test_campaign_set_takes_effect_on_the_running_engine_without_a_restart(url: str) -> None:
+    """Staff edit windows and pacing with `outreach campaign set` while the engine runs: the engine applies
+    them at its next step (no call started outside the new window, none closer than the new pacing)."""
+    import asyncio
+
+    from campaigns.clock import VirtualClock
+    from campaigns.engine import CampaignEngine, EngineSettings
+    from dialer.simulated import SimulatedNetwork
+    from outreach.commands.campaign import build_sessions
+    from outreach.config import Config
+
+    code, out = cli(url, "campaign", "create", "c1", "--window", "daily=00:00-24:00", "--cps", "2",
+                    "--max-concurrent", "10")
+    assert code == 0, out
+    store = Store(url)
+    db.set_state(store, "c1", "running", now=START)
+    clock = VirtualClock(START)
+    eng = CampaignEngine(store, SimulatedNetwork(seed=6), clock, build_sessions(Config()),
+                         settings=EngineSettings(worker="w1"))
+
+    async def go() -> tuple[dt.datetime, str]:
+        await eng.start()
+        for _ in range(3):
+            nxt = await eng.step()
+            assert nxt is not None
+            clock.advance_to(nxt)
+        res = CliRunner().invoke(app, ["--db", url, "campaign", "set", "c1", "--window", "daily=14:00-20:00",
+                                       "--cps", "0.2", "--max-concurrent", "3"])
+        changed = clock.now()
+        await eng.run_virtual()
+        await eng.stop()
+        return changed, res.output
+
+    try:
+        changed, output = asyncio.run(go())
+        info = db.get_campaign(store, "c1")
+        rows = [a for a in _attempts(store) if a.started_at >= changed]
+    finally:
+        store.close()
+    assert "windows daily 14:00-20:00" in output and "0.2 calls/s" in output, output
+    assert info.state == "completed" and info.windows == {"daily": ["14:00-20:00"]}
+    assert info.pacing["calls_per_second"] == 0.2 and info.pacing["max_concurrent_calls"] == 3
+    windows = CallingWindows.parse(info.windows, [], "Asia/Shanghai")
+    assert rows and all(windows.is_open(a.started_at) for a in rows)
+    starts = sorted(a.started_at for a in rows)
+    assert min((b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)) >= 5.0 - 1e-6
+
+
+def _attempts(store: Store) -> list[CallAttempt]:
+    with store.session() as s:
+        return list(s.scalars(select(CallAttempt).order_by(CallAttempt.started_at)))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "nothing to change"),
+    (["--window", "daily=25:00-26:00"], "campaign 'c1'"),
+    (["--max-attempts", "2", "--max-attempts-per-day", "3"], "max_attempts_per_day must not exceed"),
+    (["--window", "daily09:00"], "--window 'daily09:00'"),
+])
+def test_campaign_set_refuses_bad_settings_with_a_clear_message(url: str, args: list[str], message: str) -> None:
+    assert cli(url, "campaign", "create", "c1")[0] == 0
+    code, out = cli(url, "campaign", "set", "c1", *args)
+    assert code == 2 and message in out, out
+    code, out = cli(url, "campaign", "set", "nope", "--cps", "1")
+    assert code == 2 and "nope" in out, out

@@ -16,6 +16,7 @@ from sqlalchemy import event, select
 
 from campaigns.clock import ScaledClock, VirtualClock
 from campaigns.engine import CampaignEngine, EngineSettings, TrunkSpec
+from campaigns.synthetic import synthetic_residents
 from campaigns.windows import CallingWindows
 from dialer.simulated import SimulatedNetwork
 from outreach.commands.campaign import build_sessions
@@ -246,3 +247,56 @@ def test_settings_edited_in_the_store_take_effect_on_the_running_engine(store: S
     after = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False) if a >= changed]
     assert before and after
     assert min(after) >= 5.0 - 1e-6  # 0.2 calls/s from the next tick on
+
+
+def test_per_phone_daily_and_total_caps_hold_in_sum_across_campaigns(store: Store) -> None:
+    """Residents who never answer, called by two campaigns at once (one of them with more residents, so
+    the other completes first): no phone gets more than the daily cap on any day, nor the total cap in
+    all, summed over both campaigns."""
+    pacing = {"max_concurrent_calls": 10, "calls_per_second": 2.0}
+    a_id = make_campaign(store, "a", n=20, seed=5, pacing=pacing, windows=ALL_DAY).id
+    db.add_residents(store, synthetic_residents(20, seed=9), now=START)
+    make_campaign(store, "b", add=False, pacing=pacing, windows=ALL_DAY)
+    for name in ("a", "b"):
+        db.set_state(store, name, "running", now=START)
+    clock = VirtualClock(START)
+    net = SimulatedNetwork(seed=5, answer_rate=0.0, no_answer_rate=1.0, busy_rate=0.0, congestion_rate=0.0,
+                           invalid_rate=0.0)
+    eng = engine(store, clock, net)
+    asyncio.run(eng.run_virtual())
+    asyncio.run(eng.stop())
+    rows = [a for a in attempts(store) if a.outcome not in ("interrupted", db.NOT_DIALED)]
+    assert {db.get_campaign(store, n).state for n in ("a", "b")} == {"completed"}
+    windows = CallingWindows.parse(ALL_DAY, [], "Asia/Shanghai")
+    per_day = Counter((a.resident_id, windows.local_date(a.started_at)) for a in rows)
+    total = Counter(a.resident_id for a in rows)
+    by_campaign = Counter((a.resident_id, a.campaign_id) for a in rows)
+    assert max(per_day.values()) <= 3
+    assert max(total.values()) == 5, total  # every phone was called up to the cap, and never beyond it
+    assert len(total) == 40
+    both = {r for (r, c) in by_campaign if c == a_id} & {r for (r, c) in by_campaign if c != a_id}
+    assert len(both) >= 10  # the shared phones were called by both campaigns, within one budget
+
+
+def test_the_total_cap_counts_a_campaign_that_completed_while_another_still_ran(store: Store) -> None:
+    """Campaign b starts a day after a, over the same residents who never answer; a reaches every phone's
+    total cap and completes while b still runs: b must not start a fresh budget of attempts."""
+    pacing = {"max_concurrent_calls": 10, "calls_per_second": 2.0}
+    make_campaign(store, "a", n=10, seed=5, pacing=pacing, windows=ALL_DAY)
+    make_campaign(store, "b", add=False, pacing=pacing, windows=ALL_DAY)
+    db.set_state(store, "a", "running", now=START)
+    clock = VirtualClock(START)
+    net = SimulatedNetwork(seed=5, answer_rate=0.0, no_answer_rate=1.0, busy_rate=0.0, congestion_rate=0.0,
+                           invalid_rate=0.0)
+    eng = engine(store, clock, net)
+    asyncio.run(eng.run_virtual(until=START + dt.timedelta(hours=20)))
+    db.set_state(store, "b", "running", now=clock.now())
+    asyncio.run(eng.run_virtual())
+    asyncio.run(eng.stop())
+    rows = [a for a in attempts(store) if a.outcome not in ("interrupted", db.NOT_DIALED)]
+    assert {db.get_campaign(store, n).state for n in ("a", "b")} == {"completed"}
+    total = Counter(a.resident_id for a in rows)
+    windows = CallingWindows.parse(ALL_DAY, [], "Asia/Shanghai")
+    per_day = Counter((a.resident_id, windows.local_date(a.started_at)) for a in rows)
+    assert max(per_day.values()) <= 3
+    assert sorted(total.values()) == [5] * 10, total

@@ -17,15 +17,15 @@
 - An exception in an event callback propagates out of `data_received` and drops the connection: our
   callback is wrapped.
 - `Message.success` is true for any event: replies are judged by `Response` only.
-- Its reconnect delay is fixed and it reconnects even after `close()`: reconnection here backs off
-  exponentially (with jitter) and stops for good on `close()`.
+- Its reconnect delay is fixed and it reconnects even after `close()`: reconnection here is ours, one
+  supervising task with the project's one retry policy (`results.retry`: tenacity, jittered
+  exponential backoff), every connect+login bounded by `connect_timeout_s`, stopped for good on `close()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +34,7 @@ from panoramisk import Manager
 from panoramisk.message import Message
 
 from dialer.base import TelephonyError
+from results.retry import async_retrying
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class _Manager(Manager):
         self.closing = False
 
     def connection_made(self, f: asyncio.Future[Any]) -> None:
-        if self.closing:
+        if self.closing or not self._client._connecting():  # closed, or a connect that outlived its attempt
             if not f.cancelled() and f.exception() is None:
                 f.result()[0].close()
             return
@@ -150,8 +151,9 @@ class AmiClient:
         self._ready = asyncio.Event()
         self._first_result: asyncio.Future[tuple[bool, str]] | None = None
         self._pinger: asyncio.Task[None] | None = None
-        self._reconnect: asyncio.TimerHandle | None = None
-        self._backoff = settings.backoff_initial_s
+        self._supervisor: asyncio.Task[None] | None = None
+        self._attempt: asyncio.Future[tuple[bool, str]] | None = None  # the connect+login under way
+        self._down = asyncio.Event()  # the logged-in session ended
         self._closing = False
         self.generation = 0  # counts successful logins: a change means "we reconnected"
         self.last_error = ""
@@ -176,7 +178,7 @@ class AmiClient:
             forgetable_actions=OUR_ACTIONS,
         )
         self._manager.register_event("*", self._dispatch)
-        self._connect()
+        self._supervisor = asyncio.create_task(self._supervise(), name="ami-connection")
         self._pinger = asyncio.create_task(self._keepalive(), name="ami-keepalive")
         if not wait:
             return
@@ -194,8 +196,13 @@ class AmiClient:
 
     async def close(self) -> None:
         self._closing = True
-        if self._reconnect is not None:
-            self._reconnect.cancel()
+        self._down.set()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            try:
+                await self._supervisor
+            except asyncio.CancelledError:
+                pass
         if self._pinger is not None:
             self._pinger.cancel()
             try:
@@ -244,31 +251,71 @@ class AmiClient:
 
     # ------------------------------------------------------------------ connection events
 
-    def _connect(self) -> None:
-        self._reconnect = None
+    def _connecting(self) -> bool:
+        return self._attempt is not None and not self._attempt.done()
+
+    async def _supervise(self) -> None:
+        """Connect and log in; after a failure or a loss, again, waiting as the project's one retry policy
+        says (results.retry). A session that lasted `backoff_max_s` or more starts the backoff afresh
+        (the first reconnect is at once); one dropped sooner keeps it growing, so a manager that accepts
+        and drops is not hammered. Ends on close()."""
+        s = self.settings
+        while not self._closing:
+            policy = async_retrying(lambda e: isinstance(e, AmiDisconnected) and not self._closing, attempts=None,
+                                    first_s=s.backoff_initial_s, max_s=s.backoff_max_s,
+                                    before_sleep=self._before_retry)
+            try:
+                await policy(self._session)
+            except AmiDisconnected:
+                return  # closing
+
+    def _before_retry(self, state: Any) -> None:
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log.info("AMI %s:%d: reconnecting in %.2f s (try %d)", self.settings.host, self.settings.port, wait,
+                 state.attempt_number + 1)
+
+    async def _session(self) -> None:
+        """One connect + login (bounded by connect_timeout_s), then the session until it is lost. Raises
+        AmiDisconnected when the try failed or the session was short."""
         if self._closing or self._manager is None:
             return
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        fut = self._attempt = loop.create_future()
+        self._down.clear()
         self._manager.connect()
+        try:
+            ok, why = await asyncio.wait_for(asyncio.shield(fut), s.connect_timeout_s)
+        except TimeoutError:
+            why = f"no login within {s.connect_timeout_s:.1f} s"
+            self.last_error = why
+            self._resolve_first(False, why)
+            self._abort()
+            raise AmiDisconnected(why) from None
+        finally:
+            self._attempt = None
+        if not ok:
+            raise AmiDisconnected(why)
+        t0 = loop.time()
+        await self._down.wait()
+        if not self._closing and loop.time() - t0 < s.backoff_max_s:
+            raise AmiDisconnected(f"{self.last_error} ({loop.time() - t0:.1f} s after login)")
 
-    def _schedule_reconnect(self) -> None:
-        if self._closing or self._reconnect is not None:
-            return
-        delay = self._backoff * random.uniform(0.8, 1.2)
-        self._backoff = min(self._backoff * 2, self.settings.backoff_max_s)
-        log.info("AMI: reconnecting in %.1f s", delay)
-        self._reconnect = asyncio.get_running_loop().call_later(delay, self._connect)
+    def _end_attempt(self, ok: bool, why: str) -> None:
+        f = self._attempt
+        if f is not None and not f.done():
+            f.set_result((ok, why))
 
     def _connect_failed(self, why: str) -> None:
         self.last_error = why
         log.warning("AMI %s:%d: %s", self.settings.host, self.settings.port, why)
         self._resolve_first(False, why)
-        self._schedule_reconnect()
+        self._end_attempt(False, why)
 
     def _login_result(self, ok: bool, why: str) -> None:
         if ok:
             self.generation += 1
             self.auth_failed = False
-            self._backoff = self.settings.backoff_initial_s
             self.last_error = ""
             self._ready.set()
             log.info("AMI %s:%d: logged in (session %d)", self.settings.host, self.settings.port, self.generation)
@@ -278,6 +325,7 @@ class AmiClient:
             self.auth_failed = "authentication" in why.lower()
             log.error("AMI %s:%d: login failed: %s", self.settings.host, self.settings.port, why)
         self._resolve_first(ok, why)
+        self._end_attempt(ok, why)
 
     def _lost(self, exc: Any) -> None:
         was = self._ready.is_set()
@@ -293,7 +341,9 @@ class AmiClient:
         if was:
             self._notify(False, why)
         self._resolve_first(False, why)
-        self._schedule_reconnect()
+        self._end_attempt(False, why)
+        if was:
+            self._down.set()
 
     def _fail_pending(self, exc: AmiError) -> None:
         for fut in list(self._pending):

@@ -144,6 +144,7 @@ class AsteriskTelephony(TelephonyBase):
             on_unexpected=self._on_unexpected,
         )
         self._calls: dict[str, _Call] = {}  # our channel id -> call, while it is ours
+        self._orphans: set[str] = set()  # ours, found up by reconcile() but placed by an earlier process
         self._by_action: dict[str, str] = {}
         self._seen: set[str] = set()  # every channel id ever sent (never dialled twice)
         self._active_per_trunk: dict[str, int] = {}
@@ -442,6 +443,9 @@ class AsteriskTelephony(TelephonyBase):
     async def hangup(self, channel_id: str) -> None:
         call = self._calls.get(channel_id)
         if call is None:
+            if channel_id in self._orphans:  # a call of a previous run: AMI Hangup by its uniqueid
+                self._orphans.discard(channel_id)
+                await self._ami_hangup_id(channel_id)
             return
         if call.session is not None and not call.session.closed:
             await call.session.hangup()
@@ -466,19 +470,27 @@ class AsteriskTelephony(TelephonyBase):
         items = reply if isinstance(reply, list) else [reply]
         return {str(m.uniqueid) for m in items if getattr(m, "event", "") == "CoreShowChannel"}
 
+    async def _ami_hangup_id(self, channel_id: str) -> None:
+        try:
+            await self._ami.send({"Action": "Hangup", "Channel": channel_id, "Cause": 16})
+        except AmiActionError:
+            pass  # "No such channel": it ended meanwhile
+        except AmiError as exc:
+            log.warning("call %s: AMI hangup failed: %s", channel_id, exc)
+
     async def reconcile(self, owned: Collection[str]) -> set[str]:
-        """Which of `owned` are still up on Asterisk (after our restart the engine hangs them up)."""
-        live = await self._live_channels()
-        return live & set(owned)
+        """Which of `owned` are still up on Asterisk (CoreShowChannels; our ChannelId is the channel's
+        uniqueid). Those a previous process placed can then be ended with `hangup(channel_id)`, which the
+        engine does at its start. Raises TelephonyUnavailable when AMI cannot list the channels."""
+        live = await self._live_channels() & set(owned)
+        self._orphans |= live - set(self._calls)
+        return live
 
     async def hangup_stale(self, owned: Collection[str]) -> set[str]:
         """After a restart: hang up every channel of `owned` still up (AMI Hangup by uniqueid)."""
         stale = await self.reconcile(owned)
         for cid in stale:
-            try:
-                await self._ami.send({"Action": "Hangup", "Channel": cid, "Cause": 16})
-            except AmiActionError:
-                pass
+            await self.hangup(cid)
         return stale
 
     async def transfer(self, channel_id: str, target: str) -> None:

@@ -1,4 +1,4 @@
-"""`outreach campaign create|start|pause|resume|cancel|status`, and the top-level `run` and `demo`."""
+"""`outreach campaign create|start|pause|resume|cancel|set|status`, and the top-level `run` and `demo`."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import typer
 
 from campaigns.clock import Clock, ScaledClock, VirtualClock, WallClock
 from campaigns.demo import DemoSettings
-from campaigns.engine import CampaignEngine, EngineSettings, MediaDialogRunner, TrunkSpec
+from campaigns.engine import CampaignEngine, EngineSettings, MediaDialogRunner, PromptPreparer, TrunkSpec
 from campaigns.service import (
     PeriodicJob,
     ScriptLoadError,
     ScriptSessions,
+    make_prompt_preparer,
     make_session_factory,
     make_simulated_network,
     serve,
@@ -36,10 +37,11 @@ from results import campaigns as db
 
 log = logging.getLogger(__name__)
 
-app = typer.Typer(help="Campaigns: create, start, pause, resume, cancel, status.", no_args_is_help=True)
+app = typer.Typer(help="Campaigns: create, start, pause, resume, cancel, set, status.", no_args_is_help=True)
 
 SIMULATION_RATES = services.SIMULATION_RATES
 INBOUND_UNKNOWN_SCRIPT = "dialogs/scripts/inbound_unknown.yaml"
+PREPARE_LEAD_S = 1.0  # voice backends: a call starts this long after its claim, for its prompts to render
 
 
 # ----------------------------------------------------------------------------- config -> engine wiring
@@ -120,12 +122,33 @@ def wire_inbound(config: Config, telephony: Telephony, store: Any, media_runner:
     telephony.on_inbound = InboundDesk(store, telephony, lambda: script.new_session({}, nlu), media_runner)
 
 
+def build_prompt_preparer(config: Config, sessions: ScriptSessions) -> PromptPreparer | None:
+    """Voice backends: the pipeline's prepare step renders each contact's templated prompts ({name}) into
+    the TTS cache (tts.cache.prerender_for_contacts) before the call, with the cache and engine the voice
+    runner's PromptPlayer reads. None for the simulated network (it talks in text)."""
+    if config.telephony.backend == "simulated":
+        return None
+    from tts.cache import PromptCache, make_engine, prerender_for_contacts
+
+    tts_engine = make_engine(config.tts)
+    cache = PromptCache(config.tts.cache_dir)
+
+    async def render(script: Any, contacts: list[Any]) -> None:
+        report = await prerender_for_contacts(script, contacts, tts_engine, cache)
+        if not report.ok:
+            raise RuntimeError(f"{len(report.failures)} of {report.total} failed: {report.failures[0].error}")
+
+    return make_prompt_preparer(sessions, render)
+
+
 def build_engine_settings(config: Config, *, worker: str | None = None, slice_s: float | None = None) -> EngineSettings:
     t = config.telephony
     s = EngineSettings(
         caller_id=t.caller_id, originate_timeout_s=t.originate_timeout_s, max_call_s=t.max_call_s,
         trunks=tuple(TrunkSpec(k.name, k.channel, k.max_channels, k.calls_per_second) for k in t.trunks),
     )
+    if t.backend != "simulated":
+        s.prepare_lead_s = PREPARE_LEAD_S
     if worker:
         s.worker = worker
     if slice_s:
@@ -232,6 +255,39 @@ def cancel(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Cancel: every contact not yet finished is skipped; calls in progress finish normally."""
     _lifecycle(ctx, name, "cancel")
     print(f"campaign {name!r} is cancelled")
+
+
+@app.command("set")
+def set_settings(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Campaign name."),
+    window: list[str] = typer.Option([], "--window", help="Calling window, e.g. daily=09:00-12:00,14:00-20:00 or sun= (repeatable; replaces the windows)."),
+    holiday: list[str] = typer.Option([], "--holiday", help="A local date without calls, YYYY-MM-DD (repeatable; replaces the holidays)."),
+    no_holidays: bool = typer.Option(False, "--no-holidays", help="Remove every holiday."),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", min=1, help="Max concurrent calls."),
+    cps: float | None = typer.Option(None, "--cps", min=0.01, help="Max new calls per second."),
+    max_attempts: int | None = typer.Option(None, "--max-attempts", min=1, max=10, help="Max attempts per resident."),
+    max_per_day: int | None = typer.Option(None, "--max-attempts-per-day", min=1, max=10, help="Max attempts a day."),
+) -> None:
+    """Change a campaign's windows, holidays, pacing or attempt limits; a running `outreach run` applies
+    them at its next tick, without a restart."""
+    app_ctx = get_ctx(ctx)
+    if no_holidays and holiday:
+        fail("--holiday and --no-holidays exclude each other")
+    try:
+        edit = services.SettingsEdit(
+            windows=services.parse_windows(window) if window else None,
+            holidays=[] if no_holidays else (holiday or None), max_concurrent=max_concurrent, cps=cps,
+            max_attempts=max_attempts, max_per_day=max_per_day,
+        )
+        info = services.update_campaign_settings(app_ctx.store(), name, edit, actor="cli")
+    except ServiceError as exc:
+        _service_fail(exc)
+        return
+    windows = "; ".join(f"{k} {','.join(v) or '-'}" for k, v in info.windows.items())
+    print(f"campaign {info.name!r} ({info.state}): windows {windows}; holidays {', '.join(map(str, info.holidays)) or '-'}; "
+          f"pacing {info.pacing.get('max_concurrent_calls')} lines, {info.pacing.get('calls_per_second')} calls/s; "
+          f"attempts {info.retry_policy.get('max_attempts_per_day')} a day, {info.retry_policy.get('max_attempts_total')} in all")
 
 
 @app.command("status")
@@ -376,7 +432,7 @@ def run(
         return
     sessions = build_sessions(cfg)
     engine = CampaignEngine(store, telephony, clock, sessions, settings=settings, campaigns=campaign,
-                            media_runner=media_runner)
+                            media_runner=media_runner, prepare_prompts=build_prompt_preparer(cfg, sessions))
     if media_runner is not None:
         wire_inbound(cfg, telephony, store, media_runner)
     typer.echo(f"worker {settings.worker}: running ({'virtual time' if virtual_time else 'scaled time' if speed else 'wall clock'})", err=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
-from outreach.context import fail, get_ctx
+from outreach.config import DatabaseConfig
+from outreach.context import AppContext, fail, get_ctx
 from outreach.services import ServiceError
 
 users_app = typer.Typer(help="Accounts of the web console.", no_args_is_help=True)
@@ -28,12 +30,45 @@ def serve(
     from outreach.web.app import create_app
 
     app_ctx = get_ctx(ctx)
+    notice = choose_store(app_ctx)
     cfg = app_ctx.config()
     app = create_app(cfg, app_ctx.store(create=True))
     h, p = host or cfg.web.host, cfg.web.port if port is None else port
+    if notice:
+        typer.echo(notice, err=True)
     typer.echo(f"outreach web console on http://{h}:{p}/ (Ctrl-C stops it)", err=True)
     uvicorn.run(app, host=h, port=p, proxy_headers=True, forwarded_allow_ips=proxy, log_level="warning",
                 access_log=False)
+
+
+DEMO_STORE = Path("demo") / "outreach.db"  # where `make demo` (`outreach demo`) leaves its store
+
+
+def choose_store(app_ctx: AppContext) -> str | None:
+    """Which store `outreach serve` opens when none was chosen (no --db, database.url left at the built-in
+    ./var/outreach.db), and a line saying so. Right after `make demo`, before any real store exists, that
+    is the demo's store (demo/outreach.db, when it holds only demo data). When a real store exists, it is
+    served, and the line names the --db that opens the demo instead. Returns None when a store was chosen."""
+    from results.campaigns import non_demo_data
+    from results.store import sqlite_path
+
+    cfg = app_ctx.config()
+    default = cfg.database.url
+    if app_ctx.db_url or default != DatabaseConfig().url:
+        return None
+    demo = DEMO_STORE
+    demo_url = f"sqlite:///{demo}"
+    if not demo.is_file() or non_demo_data(demo) is not None:
+        if not app_ctx.store_exists():
+            return (f"no store at {sqlite_path(default)} yet: an empty one is created (add a login with "
+                    "`outreach users add NAME --role admin`); `make demo` makes a demo store to look at")
+        return None
+    if app_ctx.store_exists():
+        return (f"serving the store {sqlite_path(default)}; the demo's store is {demo}: "
+                f"`outreach --db {demo_url} serve` opens it")
+    app_ctx.use_store(demo_url)
+    return (f"serving the demo store {demo} (no store at {sqlite_path(default)} yet); the demo's logins were "
+            f"printed by `make demo`. Another store: `outreach --db URL serve` or database.url in config.yaml")
 
 
 @users_app.command("add")

@@ -280,3 +280,67 @@ def pause_campaign(store: Store, name: str, *, actor: str) -> db.CampaignInfo:
 
 def cancel_campaign(store: Store, name: str, *, actor: str) -> db.CampaignInfo:
     return _transition(store, name, "cancelled", None, actor)
+
+
+@dataclass(slots=True)
+class SettingsEdit:
+    """What staff change on an existing campaign; None (or empty) leaves a setting as it is."""
+
+    windows: Mapping[str, list[str]] | None = None
+    holidays: Sequence[str] | None = None
+    max_concurrent: int | None = None
+    cps: float | None = None
+    max_attempts: int | None = None
+    max_per_day: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(v is None for v in (self.windows, self.holidays, self.max_concurrent, self.cps,
+                                       self.max_attempts, self.max_per_day))
+
+
+def update_campaign_settings(store: Store, name: str, edit: SettingsEdit, *, actor: str) -> db.CampaignInfo:
+    """Change a campaign's calling windows, holidays, pacing or attempt limits. The result is checked as a
+    whole before it is stored; running engines apply it at their next tick, without a restart.
+
+    Raises:
+        ServiceError: nothing to change, an unknown or finished campaign, a window or limit that is wrong.
+    """
+    if edit.empty:
+        raise ServiceError("nothing to change: give --window, --holiday, --max-concurrent, --cps, --max-attempts "
+                           "or --max-attempts-per-day", zh="没有要修改的设置")
+    info = get_campaign(store, name)
+    windows = {k: list(v) for k, v in edit.windows.items()} if edit.windows is not None else None
+    retry: dict[str, Any] = {}
+    if edit.max_attempts is not None:
+        retry["max_attempts_total"] = edit.max_attempts
+        per_day = int(info.retry_policy.get("max_attempts_per_day", RetryPolicy().max_attempts_per_day))
+        retry["max_attempts_per_day"] = min(per_day, edit.max_attempts)
+    if edit.max_per_day is not None:
+        retry["max_attempts_per_day"] = edit.max_per_day
+    pacing: dict[str, Any] = {}
+    if edit.max_concurrent is not None:
+        if edit.max_concurrent < 1:
+            raise ServiceError(f"max concurrent calls {edit.max_concurrent}: must be at least 1",
+                               zh="最大并发呼叫数至少为 1")
+        pacing["max_concurrent_calls"] = edit.max_concurrent
+    if edit.cps is not None:
+        if not edit.cps > 0:
+            raise ServiceError(f"calls per second {edit.cps}: must be above 0", zh="每秒呼叫数必须大于 0")
+        pacing["calls_per_second"] = edit.cps
+    try:
+        CallingWindows.parse(windows if windows is not None else info.windows,
+                             list(edit.holidays) if edit.holidays is not None else info.holidays, info.timezone)
+        RetryPolicy.from_mapping({**info.retry_policy, **retry})
+    except (WindowSpecError, PolicyError) as exc:
+        raise ServiceError(f"campaign {name!r}: {exc}", zh=f"呼叫时段或重呼规则有误：{exc}") from exc
+    try:
+        return db.update_settings(
+            store, name, now=_now(), actor=actor, windows=windows,
+            holidays=list(edit.holidays) if edit.holidays is not None else None,
+            pacing=pacing or None, retry_policy=retry or None,
+        )
+    except db.CampaignNotFound as exc:
+        raise ServiceError(str(exc), zh=f"没有名为“{name}”的活动") from exc
+    except db.CampaignError as exc:
+        raise ServiceError(str(exc), zh=f"活动“{name}”已结束，不能再修改设置") from exc
