@@ -217,8 +217,8 @@ def transient_db_error(exc: BaseException) -> bool:
 
 
 def store_retry(attempts: int = 4, *, first_wait_s: float = 0.05, max_wait_s: float = 2.0) -> Any:
-    """The retry policy of store operations (results.retry: tenacity): transient errors only, bounded, with
+    """The retry policy of store operations (common.retry: tenacity): transient errors only, bounded, with
     jittered exponential backoff; the last error is re-raised. Use it off the event loop (it sleeps)."""
-    from results.retry import retrying
+    from common.retry import retrying
 
     return retrying(transient_db_error, attempts=attempts, first_s=first_wait_s, max_s=max_wait_s)

@@ -139,7 +139,7 @@ async def test_a_failing_event_handler_does_not_drop_the_connection(caplog: pyte
 
 async def test_reconnects_back_off_with_the_shared_retry_policy(caplog: pytest.LogCaptureFixture) -> None:
     """A manager that accepts and drops every connection: the client retries with the project's one
-    backoff (results.retry: jittered, growing, capped), not in a tight loop, and logs in once it is back."""
+    backoff (common.retry: jittered, growing, capped), not in a tight loop, and logs in once it is back."""
     caplog.set_level(logging.INFO, logger="dialer.asterisk.ami")
     async with FakeAsterisk() as pbx:
         client = AmiClient(settings(pbx.port, ping_interval_s=30, backoff_initial_s=0.01, backoff_max_s=0.16))

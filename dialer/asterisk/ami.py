@@ -18,7 +18,7 @@
   callback is wrapped.
 - `Message.success` is true for any event: replies are judged by `Response` only.
 - Its reconnect delay is fixed and it reconnects even after `close()`: reconnection here is ours, one
-  supervising task with the project's one retry policy (`results.retry`: tenacity, jittered
+  supervising task with the project's one retry policy (`common.retry`: tenacity, jittered
   exponential backoff), every connect+login bounded by `connect_timeout_s`, stopped for good on `close()`.
 """
 
@@ -33,8 +33,8 @@ from typing import Any
 from panoramisk import Manager
 from panoramisk.message import Message
 
+from common.retry import async_retrying
 from dialer.base import TelephonyError
-from results.retry import async_retrying
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ class AmiClient:
 
     async def _supervise(self) -> None:
         """Connect and log in; after a failure or a loss, again, waiting as the project's one retry policy
-        says (results.retry). A session that lasted `backoff_max_s` or more starts the backoff afresh
+        says (common.retry). A session that lasted `backoff_max_s` or more starts the backoff afresh
         (the first reconnect is at once); one dropped sooner keeps it growing, so a manager that accepts
         and drops is not hammered. Ends on close()."""
         s = self.settings
