@@ -34,6 +34,7 @@ from xml.etree.ElementTree import ParseError, iterparse
 
 import phonenumbers
 
+from common.atomic import sweep_stale_parts
 from results.cells import formula_safe
 from results.limits import ADDRESS_MAX, COMMUNITY_MAX, NAME_MAX, NOTE_MAX, TAG_MAX, TAGS_MAX
 
@@ -1132,7 +1133,9 @@ class RejectsWriter:
         self.with_sheet = len(source.sheets_read) > 1
         self.delimiter = source.delimiter
         self.count = 0
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        sweep_stale_parts(self.path)  # what killed imports left behind
+        # The naming of common.atomic (so the sweep above knows it), one per process and target.
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.part")
         self._csv_file: IO[str] | None = None
         self._csv: Any = None
         self._wb: Any = None

@@ -135,7 +135,7 @@ def test_rejects_file_that_cannot_be_written_rolls_the_import_back(
     src = tmp_path / corpus[case].name
     src.write_bytes(corpus[case].read_bytes())
     target = tmp_path / f"r.rejects{src.suffix}"
-    squat = tmp_path / f".{target.name}.{os.getpid()}.tmp"  # CliRunner runs in this process
+    squat = tmp_path / f".{target.name}.{os.getpid()}.part"  # CliRunner runs in this process
     squat.mkdir()
     code, out, err = cli(sqlite_url, "contacts", "import", str(src), "--rejects", str(target), "--json")
     assert code == 2 and out == ""
@@ -147,6 +147,24 @@ def test_rejects_file_that_cannot_be_written_rolls_the_import_back(
     code, out, err = cli(sqlite_url, "contacts", "import", str(src), "--rejects", str(target), "--json")
     assert code == 0, err
     assert json.loads(out)["rejects_file"] == str(target) and target.is_file()
+
+
+def test_a_killed_imports_hidden_rejects_file_is_swept_by_the_next_import(
+    corpus: dict[str, Path], sqlite_url: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "bad_phones.csv"
+    src.write_bytes(corpus["bad_phones"].read_bytes())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = tmp_path / f".bad_phones.rejects.csv.{dead.pid}.part"  # what a kill -9 mid-import leaves
+    left.write_text("行号,姓名\n", encoding="utf-8")
+    mine = tmp_path / f".bad_phones.rejects.csv.{os.getpid()}.x.part"  # a live writer's: kept
+    mine.write_text("", encoding="utf-8")
+    code, out, err = cli(sqlite_url, "contacts", "import", str(src), "--json")
+    assert code == 0, err
+    assert not left.exists() and mine.exists()
+    assert (tmp_path / "bad_phones.rejects.csv").is_file()
+    assert sorted(p.name for p in tmp_path.glob(".*")) == [mine.name]
 
 
 def test_unopenable_database_exits_2_with_a_message(corpus: dict[str, Path], tmp_path: Path) -> None:
