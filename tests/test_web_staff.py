@@ -163,3 +163,50 @@ def test_worker_actions_and_audit_log(app_client: TestClient, store: Store, worl
     for label in ("显示号码", "查看居民", "认领", "记录回访", "重新打开"):
         assert label in log.text, label
     assert "显示号码" in admin.get("/audit?action=resident.phone_shown").text
+
+
+def test_settings_form_edits_a_running_campaign_and_names_mistakes(app_client: TestClient, store: Store) -> None:
+    login(app_client, "staff")
+    csrf = _csrf(app_client, "/upload")
+    app_client.post("/upload", data={"csrf_token": csrf}, files={"file": ("名单.csv", CSV.encode(), "text/csv")})
+    csrf = _csrf(app_client, "/campaigns/new")
+    r = app_client.post("/campaigns", data={"csrf_token": csrf, "name": "设置", "communities": ["河西社区"],
+                                            "max_concurrent": "4", "cps": "0.5"}, follow_redirects=False)
+    cid = int(r.headers["location"].split("/")[2].split("?")[0])
+    assert app_client.post(f"/campaigns/{cid}/start", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
+    page = app_client.get(f"/campaigns/{cid}").text
+    # the form shows what is stored, in the staff's words
+    windows_shown = re.search(r'<textarea name="windows"[^>]*>([^<]*)</textarea>', page)
+    assert windows_shown and windows_shown.group(1).startswith("每天=")
+    assert 'name="max_concurrent" min="1" max="2000" value="4"' in page
+    form = {"csrf_token": csrf, "windows": "每天=09:00-12:00,14:00-18:30\n周日=", "holidays": "2026-12-25",
+            "max_concurrent": "6", "cps": "0.5", "max_attempts": "4", "max_per_day": "2"}
+    r = app_client.post(f"/campaigns/{cid}/settings", data=form, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/campaigns/{cid}?saved=1"
+    with store.session() as s:
+        camp = s.get(Campaign, cid)
+        assert camp is not None and camp.state == "running"
+        assert camp.windows == {"daily": ["09:00-12:00", "14:00-18:30"], "sun": []}
+        assert camp.holidays == ["2026-12-25"] and camp.pacing["max_concurrent_calls"] == 6
+        assert camp.pacing["calls_per_second"] == 0.5
+        assert camp.retry_policy["max_attempts_total"] == 4 and camp.retry_policy["max_attempts_per_day"] == 2
+        audits = s.scalars(select(AuditLog).where(AuditLog.action.like("campaign.settings%"))).all()
+        assert len(audits) == 1
+    assert "设置已保存" in app_client.get(f"/campaigns/{cid}?saved=1").text
+    # the same values again: nothing to change, said so, nothing audited
+    r = app_client.post(f"/campaigns/{cid}/settings", data=form)
+    assert r.status_code == 400 and "设置没有变化" in r.text
+    # mistakes named in Chinese, the stored settings untouched, the form keeps what was typed
+    for bad, says in (({"windows": "每天=25:00-26:00"}, "呼叫时段"), ({"windows": "09:00-12:00"}, "格式不对"),
+                      ({"max_attempts": "50"}, "每次最多呼叫次数应在 1 到 10 之间"),
+                      ({"cps": "0"}, "每秒新呼叫数应在"), ({"max_per_day": "abc"}, "")):
+        r = app_client.post(f"/campaigns/{cid}/settings", data={**form, **bad})
+        assert r.status_code in (400, 422) and says in r.text, (bad, r.text[:300])
+        assert "Traceback" not in r.text
+    with store.session() as s:
+        camp = s.get(Campaign, cid)
+        assert camp is not None and camp.retry_policy["max_attempts_total"] == 4 and camp.pacing["calls_per_second"] == 0.5
+    worker = TestClient(app_client.app)
+    login(worker, "worker_a")
+    r = worker.post(f"/campaigns/{cid}/settings", data={**form, "csrf_token": csrf_of(worker.get("/queue").text)})
+    assert r.status_code in (403, 404)

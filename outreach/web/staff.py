@@ -125,8 +125,9 @@ def create_campaign(
 @router.get("/campaigns/{campaign_id}")
 def dashboard(request: Request, campaign_id: int, user: UserInfo = Depends(staff_user)) -> HTMLResponse:
     info = _campaign_by_id(request, campaign_id)
-    return _render(request, "campaign.html", {"c": info, "exports": WHAT_ZH,
-                                               "created": request.query_params.get("created")})
+    return _render(request, "campaign.html", {"c": info, "exports": WHAT_ZH, "settings": _settings_ctx(info),
+                                               "created": request.query_params.get("created"),
+                                               "saved": request.query_params.get("saved")})
 
 
 @router.get("/campaigns/{campaign_id}/data")
@@ -137,6 +138,90 @@ def dashboard_data(request: Request, campaign_id: int, user: UserInfo = Depends(
     except LookupError:
         raise HTTPException(status_code=404) from None
     return JSONResponse(data, headers={"Cache-Control": "no-store"})
+
+
+_DAY_ZH = {"每天": "daily", "周一": "mon", "周二": "tue", "周三": "wed", "周四": "thu", "周五": "fri", "周六": "sat",
+           "周日": "sun", "周天": "sun", "星期一": "mon", "星期二": "tue", "星期三": "wed", "星期四": "thu",
+           "星期五": "fri", "星期六": "sat", "星期日": "sun", "星期天": "sun"}
+_DAY_LABEL = {"daily": "每天", "mon": "周一", "tue": "周二", "wed": "周三", "thu": "周四", "fri": "周五", "sat": "周六",
+              "sun": "周日"}
+
+
+def windows_text(windows: dict[str, Any]) -> str:
+    """A campaign's windows as the settings form shows them: one line per day key, 每天=09:00-12:00,14:00-20:00."""
+    return "\n".join(f"{_DAY_LABEL.get(k, k)}={','.join(v)}" for k, v in windows.items())
+
+
+def parse_windows_text(text: str) -> dict[str, list[str]]:
+    """The settings form's windows (每天=…, 周日=, or daily=/sun=) -> the stored mapping."""
+    lines = [ln.strip() for ln in re.split(r"[\n;；]+", text) if ln.strip()]
+    values = []
+    for ln in lines:
+        ln = ln.replace("＝", "=").replace("：", "=", 1) if "=" not in ln else ln
+        key, sep, ranges = ln.partition("=")
+        key = _DAY_ZH.get(key.strip(), key.strip())
+        values.append(f"{key}{sep}{ranges.replace('，', ',')}" if sep else ln)
+    return camp_service.parse_windows(values)
+
+
+def _settings_ctx(info: db.CampaignInfo, form: dict[str, Any] | None = None) -> dict[str, Any]:
+    pacing, retry = info.pacing, info.retry_policy
+    current = {
+        "windows": windows_text(info.windows), "holidays": "\n".join(map(str, info.holidays)),
+        "max_concurrent": pacing.get("max_concurrent_calls", ""), "cps": pacing.get("calls_per_second", ""),
+        "max_attempts": retry.get("max_attempts_total", ""), "max_per_day": retry.get("max_attempts_per_day", ""),
+    }
+    return {**current, **(form or {})}
+
+
+@router.post("/campaigns/{campaign_id}/settings")
+def edit_settings(
+    request: Request,
+    campaign_id: int,
+    windows: str = Form(""),
+    holidays: str = Form(""),
+    max_concurrent: int | None = Form(None),
+    cps: float | None = Form(None),
+    max_attempts: int | None = Form(None),
+    max_per_day: int | None = Form(None),
+    sess: SessionInfo = Depends(csrf_protect),
+) -> Response:
+    """Staff change a campaign's calling windows, holidays, pacing or attempt limits; a running engine applies
+    the change at its next tick. Only what differs from the stored settings is changed (and audited)."""
+    if sess.user.role not in ("admin", "staff"):
+        raise HTTPException(status_code=404)
+    info = _campaign_by_id(request, campaign_id)
+    form = {"windows": windows, "holidays": holidays, "max_concurrent": max_concurrent, "cps": cps,
+            "max_attempts": max_attempts, "max_per_day": max_per_day}
+    try:
+        for label, value, lo, hi in (("最大并发线路", max_concurrent, 1, 2000), ("每次最多呼叫次数", max_attempts, 1, 10),
+                                     ("每天最多呼叫次数", max_per_day, 1, 10)):
+            if value is not None and not lo <= value <= hi:
+                raise ServiceError(f"{label} out of range", zh=f"{label}应在 {lo} 到 {hi} 之间")
+        if cps is not None and not 0.01 <= cps <= 100:
+            raise ServiceError("cps out of range", zh="每秒新呼叫数应在 0.01 到 100 之间")
+        new_windows = parse_windows_text(windows) if windows.strip() else None
+        if new_windows is not None and not new_windows:
+            new_windows = None
+        new_holidays = _lines(holidays)
+        pacing, retry = info.pacing, info.retry_policy
+        edit = camp_service.SettingsEdit(
+            windows=new_windows if new_windows is not None and new_windows != info.windows else None,
+            holidays=new_holidays if new_holidays != [str(h) for h in info.holidays] else None,
+            max_concurrent=max_concurrent if max_concurrent != pacing.get("max_concurrent_calls") else None,
+            cps=cps if cps is not None and cps != pacing.get("calls_per_second") else None,
+            max_attempts=max_attempts if max_attempts != retry.get("max_attempts_total") else None,
+            max_per_day=max_per_day if max_per_day != retry.get("max_attempts_per_day") else None,
+        )
+        if edit.empty:
+            raise ServiceError("nothing to change", zh="设置没有变化")
+        camp_service.update_campaign_settings(request.app.state.store, info.name, edit, actor=sess.user.name)
+    except ServiceError as exc:
+        return _render(request, "campaign.html", {"c": info, "exports": WHAT_ZH, "created": None,
+                                                   "settings": _settings_ctx(info, form), "settings_error": exc.zh},
+                       status_code=400)
+    request.app.state.dashboard_cache.forget(campaign_id)
+    return RedirectResponse(f"/campaigns/{campaign_id}?saved=1", status_code=303)
 
 
 @router.post("/campaigns/{campaign_id}/{action}")
@@ -164,7 +249,8 @@ def lifecycle(request: Request, campaign_id: int, action: str, sess: SessionInfo
         else:
             camp_service.cancel_campaign(store, info.name, actor=who)
     except ServiceError as exc:
-        return _render(request, "campaign.html", {"c": _campaign_by_id(request, campaign_id), "exports": WHAT_ZH,
+        fresh = _campaign_by_id(request, campaign_id)
+        return _render(request, "campaign.html", {"c": fresh, "exports": WHAT_ZH, "settings": _settings_ctx(fresh),
                                                    "error": exc.zh, "created": None}, status_code=409)
     request.app.state.dashboard_cache.forget(campaign_id)
     return RedirectResponse(f"/campaigns/{campaign_id}", status_code=303)
