@@ -325,6 +325,9 @@ _DOUBT_RE = re.compile(
     r"或者|可能.{0,8}可能|好像.{0,8}好像"
 )
 _RANGE_WORD_RE = re.compile(r"到|至|~|-|之间")
+# A bound instead of a reading: 不到三十八度 (below 38) or 超过三十七度 (above 37).
+_UPPER_BOUND_RE = re.compile(r"不到|没到|没超过|不超过|没过|低于|以下|以内|不足|不上")
+_LOWER_BOUND_RE = re.compile(r"超过|高于|以上|不止|多于|大于")
 _FILLER_ONLY_RE = re.compile(r"^(?:嗯|啊|呃|额|哦|喂|那个|就是|这个|然后)+$")
 # The temperature question answered without a number but about the temperature (正常, 没量, 体温计坏了).
 _TEMP_NORMAL_RE = re.compile(r"正常|没量|没有量|没测|量|体温计|温度计|烫|烧|热")
@@ -872,6 +875,12 @@ class BuiltinNlu:
     def _vague_temperature(values: list[Temperature], t: str) -> str | None:
         if any(x.vague for x in values):
             return "vague"
+        # A bound whose range holds both sides of the fever threshold says neither fever nor none:
+        # 不到三十八度 may be 37.5; 超过三十七度 may be 37.1. (不到三十七度 is clearly no fever: kept.)
+        last = values[-1].value
+        if (_UPPER_BOUND_RE.search(t) and last > FEVER_THRESHOLD_C) or (
+                _LOWER_BOUND_RE.search(t) and not _UPPER_BOUND_RE.search(t) and last < FEVER_THRESHOLD_C):
+            return "bound"
         distinct = sorted({x.value for x in values})
         if len(distinct) > 1:
             if distinct[0] < FEVER_THRESHOLD_C <= distinct[-1]:
