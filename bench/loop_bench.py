@@ -118,6 +118,8 @@ while time.monotonic() < end:
 
 def slow_rasa_server(delay_s: float) -> tuple[ThreadingHTTPServer, str]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as Rasa's server (Sanic) does
+
         def log_message(self, format: str, *args: Any) -> None:
             return
 
