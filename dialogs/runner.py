@@ -460,6 +460,8 @@ class DialogRunner:
 
     async def _tick(self, now: float) -> bool:
         """One frame period of this call (called by the pacer); False when the player is done."""
+        if self._closed:
+            return False
         if self._ahead:
             self._ahead = False
         else:
@@ -669,3 +671,4 @@ class FramePacer:
                 delay = 0.0
             self.next_t = next_t
             await asyncio.sleep(delay if delay > 0 else 0)
+        self._task = None  # no reference to a finished loop stays behind (pacers are kept per loop, weakly)
