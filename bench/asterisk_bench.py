@@ -356,7 +356,7 @@ def main() -> None:
     fake = Fake(speeches)
     sustained = 0
     levels: list[dict[str, Any]] = []
-    best_latency = 0.0
+    best_latency: float | None = None  # at the sustained level; none when no level passed
     try:
         vosk = KoreanGrammar(VoskRecognizer(model, threads=0))
         for n in (int(x) for x in args.levels.split(",")):
