@@ -12,21 +12,28 @@
   `vosk_model_find_word`), phrases that cannot be are left out, and "[unk]" is always added so off-grammar
   speech maps to [unk] instead of a forced grammar word. The list is passed as real UTF-8 JSON
   (`ensure_ascii=False`): escaped \\uXXXX tokens are not found.
-- Decoding runs in a thread pool sized to the cores (the cffi binding releases the GIL, so threads decode
-  in parallel). Backpressure: each stream has a bounded queue of pending chunks; `feed()` waits when it is
-  full, so a slow machine slows the feeders instead of growing memory.
+- Decoding runs in a pool of threads sized to the cores (the cffi binding releases the GIL, so threads
+  decode in parallel). The pool serves latency-critical work first: a stream whose utterance has ended
+  (final result, or a cancel) goes before every stream's bulk audio, and a chunk of it already waiting in
+  the pool is moved up with it. Each stream hands its waiting chunks (and the final that follows them)
+  to the pool as one job. Without that, calls ending their turns together waited for every other call's
+  audio, twice (last chunk, then final): the reply latency, not the CPU, limited the calls a core takes.
+  Backpressure: each stream has a bounded queue of pending chunks; `feed()` waits when it is full, so a
+  slow machine slows the feeders instead of growing memory.
 - The final result's confidence is the mean per-word confidence (`SetWords(True)`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import heapq
+import itertools
 import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +147,119 @@ def _collect(result: dict[str, Any], texts: list[str], confs: list[float]) -> No
             confs.append(1.0)
 
 
+URGENT = 0  # an utterance ended: the reply waits for this job
+BULK = 1  # audio of an utterance still going on
+
+
+class DecodeJob:
+    """One job in the `DecodePool`; `future` (on the submitting loop) gets its result."""
+
+    __slots__ = ("fn", "future", "loop", "priority", "taken")
+
+    def __init__(self, fn: Callable[[], Any], priority: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.priority = priority
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.taken = False
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+class DecodePool:
+    """Decoding threads taking jobs by priority (URGENT before BULK), first come first served within one.
+
+    `escalate()` moves a job that is still waiting up to a higher priority (a lazy heap: the old entry is
+    skipped when it comes up, since the job was taken already).
+    """
+
+    def __init__(self, threads: int, *, name: str = "vosk") -> None:
+        self.threads = threads
+        self._heap: list[tuple[int, int, DecodeJob | None]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._workers = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(threads)
+        ]
+        for w in self._workers:
+            w.start()
+
+    def submit(self, fn: Callable[[], Any], priority: int = BULK) -> DecodeJob:
+        """Queue `fn` for a decoding thread; await `job.future` on the running loop for its result."""
+        job = DecodeJob(fn, priority, asyncio.get_running_loop())
+        with self._cond:
+            if self._stopping:
+                raise AsrError("vosk: the decoding pool is shut down")
+            heapq.heappush(self._heap, (priority, next(self._seq), job))
+            self._cond.notify()
+        return job
+
+    def escalate(self, job: DecodeJob, priority: int = URGENT) -> None:
+        with self._cond:
+            if job.taken or job.priority <= priority:
+                return
+            job.priority = priority
+            heapq.heappush(self._heap, (priority, next(self._seq), job))
+            self._cond.notify()
+
+    def pending(self) -> int:
+        with self._cond:
+            return sum(1 for _, _, j in self._heap if j is not None and not j.taken)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the threads; jobs still waiting are dropped (their futures are cancelled)."""
+        with self._cond:
+            if self._stopping:
+                return
+            self._stopping = True
+            dropped = [j for _, _, j in self._heap if j is not None and not j.taken]
+            for j in dropped:
+                j.taken = True
+            self._heap.clear()
+            for _ in self._workers:
+                heapq.heappush(self._heap, (-1, next(self._seq), None))
+            self._cond.notify_all()
+        for j in dropped:
+            try:
+                j.loop.call_soon_threadsafe(j.future.cancel)
+            except RuntimeError:  # that loop is closed already
+                pass
+        if wait:
+            for w in self._workers:
+                if w is not threading.current_thread():
+                    w.join()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                _, _, job = heapq.heappop(self._heap)
+                if job is None:
+                    return
+                if job.taken:
+                    continue
+                job.taken = True
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = job.fn()
+            except BaseException as exc:  # handed to the awaiting coroutine
+                error = exc
+            try:
+                job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+            except RuntimeError:  # the loop is closed: nobody waits for this any more
+                pass
+
+
 class VoskRecognizer:
     """In-process Vosk: one shared model, one recognizer per call, a bounded pool of decoding threads."""
 
@@ -158,7 +278,7 @@ class VoskRecognizer:
         self.model = shared_model(model_path)
         self.grammar_ok = supports_grammar(model_path)
         self.threads = threads or os.cpu_count() or 1
-        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="vosk")
+        self.pool = DecodePool(self.threads, name="vosk")
         self.chunk_bytes = ASR_RATE * 2 * chunk_ms // 1000
         self.max_queued_chunks = max_queued_chunks
         self.words = words
@@ -180,7 +300,7 @@ class VoskRecognizer:
 
     async def close(self) -> None:
         self._closed = True
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        await asyncio.to_thread(self.pool.shutdown, wait=True)
 
 
 class VoskStream:
@@ -190,12 +310,14 @@ class VoskStream:
         self._owner = owner
         self.call_id = call_id
         self._rec: Any = None
-        self._grammar: list[str] | None = None
+        self._grammar: list[str] | None = None  # for the next chunk fed (set on the loop)
+        self._want: list[str] | None = None  # of the chunk being decoded (pool thread)
         self._rec_grammar: list[str] | None = None
         self._resampler = StreamResampler()
         self._buf = bytearray()
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(owner.max_queued_chunks)
         self._worker: asyncio.Task[None] | None = None
+        self._inflight: DecodeJob | None = None  # this stream's job in the pool, if any
         self._error: BaseException | None = None
         self._texts: list[str] = []
         self._confs: list[float] = []
@@ -216,16 +338,17 @@ class VoskStream:
         while len(self._buf) >= self._owner.chunk_bytes:
             chunk = bytes(self._buf[: self._owner.chunk_bytes])
             del self._buf[: self._owner.chunk_bytes]
-            await self._put(("audio", chunk))
+            await self._put(("audio", (chunk, self._grammar)))
 
     async def finish(self) -> AsrResult:
         self._check()
         self._buf += self._resampler.flush()
         if self._buf:
-            await self._put(("audio", bytes(self._buf)))
+            await self._put(("audio", (bytes(self._buf), self._grammar)))
             self._buf.clear()
         fut: asyncio.Future[AsrResult] = asyncio.get_running_loop().create_future()
         await self._put(("final", fut))
+        self._urgent()
         result = await fut
         self._partial = ""
         return result
@@ -236,6 +359,7 @@ class VoskStream:
         self._buf.clear()
         fut: asyncio.Future[AsrResult] = asyncio.get_running_loop().create_future()
         await self._put(("cancel", fut))
+        self._urgent()
         await fut
         self._partial = ""
 
@@ -264,51 +388,77 @@ class VoskStream:
             self._worker = asyncio.create_task(self._run(), name=f"vosk-{self.call_id}")
         await self._queue.put(item)  # waits when the call is too far ahead of the decoder
 
+    def _urgent(self) -> None:
+        """The utterance ended: this stream's job waiting in the pool (if any) goes before bulk audio."""
+        job = self._inflight
+        if job is not None:
+            self._owner.pool.escalate(job, URGENT)
+
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         pool = self._owner.pool
+        queue = self._queue
         while True:
-            kind, arg = await self._queue.get()
+            ops = [await queue.get()]
+            # Whatever else is queued goes along in the same job, up to and including a final or cancel.
+            while ops[-1][0] == "audio" and not queue.empty():
+                ops.append(queue.get_nowait())
+            priority = BULK if ops[-1][0] == "audio" else URGENT
+            job = pool.submit(functools.partial(self._decode, ops), priority)
+            self._inflight = job
             try:
-                if kind == "audio":
-                    await loop.run_in_executor(pool, self._accept, arg)
-                elif kind == "final":
-                    res = await loop.run_in_executor(pool, self._final)
-                    if not arg.done():
-                        arg.set_result(res)
-                elif kind == "cancel":
-                    await loop.run_in_executor(pool, self._reset)
-                    if not arg.done():
-                        arg.set_result(AsrResult("", 0.0))
+                results: list[AsrResult | None] = await job.future
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.error("vosk: call %s: %s", self.call_id, exc)
                 self._error = exc
+                for kind, arg in ops:
+                    if kind in ("final", "cancel") and not arg.done():
+                        arg.set_exception(AsrError(f"vosk: recognition failed for call {self.call_id}: {exc}"))
+                continue
+            finally:
+                self._inflight = None
+            for (kind, arg), res in zip(ops, results, strict=True):
                 if kind in ("final", "cancel") and not arg.done():
-                    arg.set_exception(AsrError(f"vosk: recognition failed for call {self.call_id}: {exc}"))
+                    arg.set_result(res)
+
+    def _decode(self, ops: list[tuple[str, Any]]) -> list[AsrResult | None]:
+        """Run a batch of this stream's jobs in order (in a pool thread)."""
+        out: list[AsrResult | None] = []
+        for kind, arg in ops:
+            if kind == "audio":
+                self._want = arg[1]  # the hints in force when the chunk was fed, never later ones
+                self._accept(arg[0])
+                out.append(None)
+            elif kind == "final":
+                out.append(self._final())
+            else:
+                self._reset()
+                out.append(AsrResult("", 0.0))
+        return out
 
     # The methods below run in a pool thread, one at a time per stream.
 
     def _ensure_rec(self) -> Any:
-        if self._rec is not None and self._rec_grammar == self._grammar:
+        grammar = self._want
+        if self._rec is not None and self._rec_grammar == grammar:
             return self._rec
         vosk = _vosk()
         if self._rec is None:
-            if self._grammar is not None:
-                rec = vosk.KaldiRecognizer(self._owner.model, ASR_RATE, json.dumps(self._grammar, ensure_ascii=False))
+            if grammar is not None:
+                rec = vosk.KaldiRecognizer(self._owner.model, ASR_RATE, json.dumps(grammar, ensure_ascii=False))
             else:
                 rec = vosk.KaldiRecognizer(self._owner.model, ASR_RATE)
             rec.SetWords(self._owner.words)
             self._rec = rec
-        elif self._grammar is not None:
-            self._rec.SetGrammar(json.dumps(self._grammar, ensure_ascii=False))
+        elif grammar is not None:
+            self._rec.SetGrammar(json.dumps(grammar, ensure_ascii=False))
         else:
             # No API returns a grammar recognizer to free decoding: start a fresh one.
             rec = vosk.KaldiRecognizer(self._owner.model, ASR_RATE)
             rec.SetWords(self._owner.words)
             self._rec = rec
-        self._rec_grammar = self._grammar
+        self._rec_grammar = grammar
         return self._rec
 
     def _accept(self, chunk: bytes) -> None:

@@ -100,6 +100,16 @@ def voice() -> bytes:
     return np.clip(pcm, -32768, 32767).astype("<i2").tobytes()
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all, idle) jiffies of the whole machine, from /proc/stat."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(v), v[3] + v[4]
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def lock_holder(db_path: str, seconds: float) -> subprocess.Popen[bytes]:
     code = f"""
 import random, sqlite3, time
@@ -118,6 +128,8 @@ while time.monotonic() < end:
 
 def slow_rasa_server(delay_s: float) -> tuple[ThreadingHTTPServer, str]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as Rasa's server (Sanic) does
+
         def log_message(self, format: str, *args: Any) -> None:
             return
 
@@ -208,6 +220,8 @@ async def scenario(name: str, n_calls: int, cps: float, seconds: float, nlu: Nlu
     holder = lock_holder(db_path, seconds + 30) if lock else None
     peak = 0
     t0 = time.monotonic()
+    cpu0 = time.process_time()
+    ticks0 = cpu_ticks()
     async with telephony:
         tasks = [asyncio.create_task(probe()), asyncio.create_task(driver())]
         service = asyncio.create_task(serve(engine, stop=stop, tick_s=0.5, exit_when_complete=True))
@@ -224,6 +238,8 @@ async def scenario(name: str, n_calls: int, cps: float, seconds: float, nlu: Nlu
         holder.kill()
         holder.wait()
     wall = time.monotonic() - t0
+    cpu = time.process_time() - cpu0
+    ticks1 = cpu_ticks()
     with store.session() as s:
         rows = list(s.scalars(select(CallAttempt).order_by(CallAttempt.started_at)))
     store.close()
@@ -248,6 +264,10 @@ async def scenario(name: str, n_calls: int, cps: float, seconds: float, nlu: Nlu
         "cps_limit": cps,
         "store_write_failures": engine.stats.write_failures,
         "wall_s": round(wall, 1),
+        "cpu_pct": round(100 * cpu / wall, 1),  # this process, all its threads (100 = one core)
+        # the whole machine's cores busy with anything (ours, the lock holder, other people's work)
+        "machine_busy_pct": round(100 * (1 - (ticks1[1] - ticks0[1]) / max(ticks1[0] - ticks0[0], 1)), 1),
+        "loadavg": loadavg(),
     }
 
 

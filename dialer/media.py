@@ -56,8 +56,9 @@ class MediaSession(Protocol):
     """One answered call's media.
 
     `receive()` returns the next event, in arrival order; after a HangupEvent it keeps returning
-    HangupEvent. `send_audio()` queues one frame for the caller (the caller of this method paces
-    frames in real time). `hangup()` ends the call from our side; idempotent.
+    HangupEvent. `send_audio()` queues one frame for the caller and returns without waiting (the
+    caller of this method paces frames in real time: one pacer sends every call's frame in turn, so a
+    `send_audio` that waited would delay all calls). `hangup()` ends the call from our side; idempotent.
     """
 
     @property

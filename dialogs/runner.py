@@ -1,10 +1,12 @@
 """The voice dialog runner: drives one `DialogSession` over one answered call's `MediaSession`.
 
-Per call it runs two small tasks next to the controller (the `run()` coroutine):
+Per call it runs a listener task next to the controller (the `run()` coroutine), and a player:
 
 - the *player* sends one 20 ms frame per frame period: the current prompt, else silence (a PBX expects
-  continuous audio). A new prompt's first frame goes out at once, so the reply latency does not include
-  a wait for the next tick;
+  continuous audio). The players of all calls are ticked by one shared pacer per event loop (one timer
+  for every call instead of one task and timer per call and frame: the per-frame cost of 200 calls was
+  what made the loop lag). A new prompt's first frame goes out at once, so the reply latency does not
+  include a wait for the next tick; that frame counts as the next tick's, so the call stays at real time;
 - the *listener* reads the caller's events: every audio frame goes through the in-band DTMF detector and
   the VAD into the endpointer (`asr.turn`); speech is streamed to the recognizer from a little before its
   detected start (pre-roll) to the end of the turn; key presses (in-band or out-of-band) and hang-ups are
@@ -34,6 +36,7 @@ import datetime as dt
 import logging
 import re
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -186,7 +189,10 @@ class DialogRunner:
         self._prompt: bytes = b""
         self._pos = 0
         self._prompt_gen = 0
-        self._tx_task: asyncio.Task[None] | None = None
+        self._pacer: FramePacer | None = None
+        self._ahead = False  # a prompt's first frame went out before its tick: skip that tick
+        self._ticks = 0
+        self._tx_error: BaseException | None = None
         self._rx_task: asyncio.Task[None] | None = None
         self._latency_pending: tuple[float, list[dict[str, Any]]] | None = None
         self._last_rx = 0.0
@@ -202,7 +208,8 @@ class DialogRunner:
         self._last_rx = loop.time()
         self._stream = await self.recognizer.open_stream(call_id=self.call_id)
         self._rx_task = asyncio.create_task(self._rx_loop(), name=f"runner-rx-{self.call_id}")
-        self._restart_tx()
+        self._pacer = FramePacer.for_loop(self.settings.frame_period_s)
+        self._pacer.add(self)
         try:
             await self._converse()
         finally:
@@ -274,7 +281,7 @@ class DialogRunner:
             else:
                 ep.stop()
                 self._accept_keys = False
-            gen = self._play(audio)
+            gen = await self._play(audio)
             while True:
                 sig = await self._signals.get()
                 kind = sig[0]
@@ -400,22 +407,25 @@ class DialogRunner:
 
     async def _shutdown(self) -> None:
         self._closed = True
-        for task in (self._tx_task, self._rx_task):
-            if task is not None and not task.done():
+        if self._pacer is not None:
+            self._pacer.discard(self)
+        task = self._rx_task
+        if task is not None:
+            if not task.done():
                 task.cancel()
-        for task in (self._tx_task, self._rx_task):
-            if task is not None:
-                try:
-                    await task
-                except (asyncio.CancelledError, MediaClosed):
-                    pass
+            try:
+                await task
+            except (asyncio.CancelledError, MediaClosed):
+                pass
         if self._stream is not None:
             await self._stream.close()
         await self.media.hangup()
+        if self._tx_error is not None:
+            raise self._tx_error
 
     # ================================================================== player
 
-    def _play(self, audio: bytes) -> int:
+    async def _play(self, audio: bytes) -> int:
         if len(audio) % FRAME_BYTES:
             audio = audio + b"\x00" * (FRAME_BYTES - len(audio) % FRAME_BYTES)
         self._prompt_gen += 1
@@ -424,61 +434,67 @@ class DialogRunner:
         if not audio:
             self._signals.put_nowait(("prompt_done", self._prompt_gen))
             return self._prompt_gen
-        self._restart_tx()
+        pacer = self._pacer
+        if not self._ahead and pacer is not None and pacer.has(self):
+            # The first frame now: the reply latency has no wait for the tick in it. When the tick is
+            # due within half a period this frame stands for it (the tick is skipped: the gap to the
+            # following one stays under 1.5 periods); earlier in the period, skipping would leave the
+            # peer a gap of nearly two periods, so the call runs one frame ahead instead.
+            self._ahead = pacer.next_t - asyncio.get_running_loop().time() <= pacer.period_s / 2
+            try:
+                await self._send_frame()
+            except MediaClosed:
+                pacer.discard(self)
         return self._prompt_gen
 
     def _stop_prompt(self) -> None:
         self._prompt = b""
         self._pos = 0
 
-    def _restart_tx(self) -> None:
-        if self._tx_task is not None and not self._tx_task.done():
-            self._tx_task.cancel()
-        if not self._closed:
-            self._tx_task = asyncio.create_task(self._tx_loop(), name=f"runner-tx-{self.call_id}")
+    async def _tick(self, now: float) -> bool:
+        """One frame period of this call (called by the pacer); False when the player is done."""
+        if self._closed:
+            return False
+        if self._ahead:
+            self._ahead = False
+        else:
+            try:
+                await self._send_frame()
+            except MediaClosed:
+                return False
+        self._ticks += 1
+        if self._ticks % 50 == 0 and now - self._last_rx > self.settings.media_timeout_s:
+            log.warning("call %s: no audio from the call for %.1f s; treating it as hung up",
+                        self.call_id, self.settings.media_timeout_s)
+            self.report.hangup_by = "media_timeout"
+            self._signals.put_nowait(("hangup", "media_timeout"))
+            return False
+        return True
 
-    async def _tx_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        period = self.settings.frame_period_s
-        timeout = self.settings.media_timeout_s
-        send = self.media.send_audio
-        next_t = loop.time()
-        n = 0
-        try:
-            while True:
-                prompt = self._prompt
-                if prompt:
-                    pos = self._pos
-                    frame = prompt[pos : pos + FRAME_BYTES]
-                    self._pos = pos + FRAME_BYTES
-                    await send(frame)
-                    if pos == 0 and self._latency_pending is not None:
-                        t0, targets = self._latency_pending
-                        self._latency_pending = None
-                        ms = round((time.perf_counter() - t0) * 1000, 2)
-                        for t in targets:
-                            t["latency_ms"] = ms
-                    if self._pos >= len(prompt):
-                        self._prompt = b""
-                        self._signals.put_nowait(("prompt_done", self._prompt_gen))
-                else:
-                    await send(SILENCE_FRAME)
-                self.report.frames_out += 1
-                n += 1
-                now = loop.time()
-                if n % 50 == 0 and now - self._last_rx > timeout:
-                    log.warning("call %s: no audio from the call for %.1f s; treating it as hung up", self.call_id, timeout)
-                    self.report.hangup_by = "media_timeout"
-                    self._signals.put_nowait(("hangup", "media_timeout"))
-                    return
-                next_t += period
-                delay = next_t - now
-                if delay < -5 * period:
-                    next_t = now  # the loop stalled: resynchronise instead of bursting frames
-                    delay = 0.0
-                await asyncio.sleep(delay if delay > 0 else 0)
-        except MediaClosed:
-            return
+    def _tick_failed(self, exc: BaseException) -> None:
+        """Sending failed with something other than the end of the call: end the call, raise it at shutdown."""
+        log.error("call %s: sending audio failed: %r", self.call_id, exc)
+        self._tx_error = exc
+        self._signals.put_nowait(("hangup", "send_failed"))
+
+    async def _send_frame(self) -> None:
+        prompt = self._prompt
+        if prompt:
+            pos = self._pos
+            self._pos = pos + FRAME_BYTES
+            await self.media.send_audio(prompt[pos : pos + FRAME_BYTES])
+            if pos == 0 and self._latency_pending is not None:
+                t0, targets = self._latency_pending
+                self._latency_pending = None
+                ms = round((time.perf_counter() - t0) * 1000, 2)
+                for t in targets:
+                    t["latency_ms"] = ms
+            if self._pos >= len(prompt):
+                self._prompt = b""
+                self._signals.put_nowait(("prompt_done", self._prompt_gen))
+        else:
+            await self.media.send_audio(SILENCE_FRAME)
+        self.report.frames_out += 1
 
     # ================================================================== listener
 
@@ -578,3 +594,74 @@ class DialogRunner:
                 await self._stream.cancel()
             except AsrError as exc:
                 log.error("call %s: the recognizer failed to drop an utterance: %s", self.call_id, exc)
+
+
+class FramePacer:
+    """Ticks the players of every call on one event loop once per frame period, from one task.
+
+    One timer per frame period for all calls, instead of a task and a timer per call and frame. Deadlines
+    are absolute (no drift); a pacer that fell behind catches up tick by tick, and after a stall of more
+    than five periods it starts afresh instead of bursting. `MediaSession.send_audio` only queues a frame
+    (it must not wait), so ticking 200 calls is 200 short calls in a row. The task ends when no call is left.
+    """
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, FramePacer]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._players: dict[DialogRunner, None] = {}  # ordered: calls are ticked in the order they came
+        self._task: asyncio.Task[None] | None = None
+        self.ticks = 0
+        self.resyncs = 0
+        self.next_t = 0.0  # loop time the next tick is due
+
+    @classmethod
+    def for_loop(cls, period_s: float) -> FramePacer:
+        """The running loop's pacer for this frame period."""
+        pacers = cls._by_loop.setdefault(asyncio.get_running_loop(), {})
+        pacer = pacers.get(period_s)
+        if pacer is None:
+            pacer = pacers[period_s] = cls(period_s)
+        return pacer
+
+    def __len__(self) -> int:
+        return len(self._players)
+
+    def has(self, player: DialogRunner) -> bool:
+        return player in self._players
+
+    def add(self, player: DialogRunner) -> None:
+        self._players[player] = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"frame-pacer-{self.period_s * 1000:g}ms")
+
+    def discard(self, player: DialogRunner) -> None:
+        self._players.pop(player, None)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = self.period_s
+        players = self._players
+        next_t = self.next_t = loop.time()
+        while players:
+            now = loop.time()
+            for player in list(players):
+                try:
+                    alive = await player._tick(now)
+                except Exception as exc:  # one call's failure never stops the others' audio
+                    player._tick_failed(exc)
+                    alive = False
+                if not alive:
+                    players.pop(player, None)
+            self.ticks += 1
+            next_t += period
+            delay = next_t - loop.time()
+            if delay < -5 * period:
+                self.resyncs += 1
+                next_t = loop.time()  # the loop stalled: start afresh instead of bursting frames
+                delay = 0.0
+            self.next_t = next_t
+            await asyncio.sleep(delay if delay > 0 else 0)
+        self._task = None  # no reference to a finished loop stays behind (pacers are kept per loop, weakly)

@@ -19,7 +19,7 @@ from asr.base import Recognizer, ScriptedRecognizer
 from asr.dtmf import digit_tone
 from dialer.memory import MemoryCaller, memory_media_pair
 from dialogs.nlu.builtin import BuiltinNlu
-from dialogs.runner import RunnerError, RunnerSettings, RunReport, run_dialog
+from dialogs.runner import FramePacer, RunnerError, RunnerSettings, RunReport, run_dialog
 from dialogs.script import Script, load_script
 from tests.asr_audio import beep, espeak, silence, to_pcm
 
@@ -421,3 +421,38 @@ async def test_a_key_pressed_while_the_robot_thinks_does_not_answer_the_next_que
         ("symptoms", "speech", "没有"),
     ]
     assert answers(report) == {"identity_confirmed": True, "has_symptoms": False}
+
+
+async def test_concurrent_calls_share_one_frame_pacer(script: Script, speech: bytes, tmp_path: Path) -> None:
+    # One pacer task ticks every call's player (not a task and a timer per call and frame); it ends
+    # with the last call, and every frame a call sent reached its caller.
+
+    async def resident(c: MemoryCaller) -> None:
+        for _ in range(5):
+            await c.wait_for_silence(frames=15)
+            if c.hung_up:
+                return
+            await c.play(speech)
+
+    def pacer_tasks() -> list[str]:
+        return [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("frame-pacer")]
+
+    seen: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            seen.append(len(pacer_tasks()))
+            await asyncio.sleep(PERIOD * 10)
+
+    watcher = asyncio.create_task(watch())
+    runs = await asyncio.gather(*(call(script, resident, ["是的", "没有", "没有", "没有", "做了"], tmp_path)
+                                  for _ in range(3)))
+    watcher.cancel()
+    assert max(seen) == 1 and len(seen) > 10
+    pacer = FramePacer.for_loop(PERIOD)
+    assert len(pacer) == 0 and pacer.ticks > 0
+    await asyncio.sleep(PERIOD * 3)
+    assert pacer_tasks() == []
+    for report, caller, _ in runs:
+        assert report.result.outcome == "completed"
+        assert caller.heard_frames == report.frames_out > 0

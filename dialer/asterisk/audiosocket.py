@@ -302,12 +302,12 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        self._last_rx = asyncio.get_running_loop().time()
+        self._last_rx = now = asyncio.get_running_loop().time()
         # Fast path, the common case on a live call: whole 20 ms audio messages and nothing pending.
         n = len(data)
         if self.session is not None and not self._pcm and not self.decoder.buffered and n % _AUDIO_MSG == 0:
             if all(data[i : i + 3] == _AUDIO_HEADER for i in range(0, n, _AUDIO_MSG)):
-                self._audio_frames([data[i + 3 : i + _AUDIO_MSG] for i in range(0, n, _AUDIO_MSG)])
+                self._audio_frames([data[i + 3 : i + _AUDIO_MSG] for i in range(0, n, _AUDIO_MSG)], now)
                 return
         try:
             messages = self.decoder.feed(data)
@@ -387,15 +387,17 @@ class _Connection(asyncio.Protocol):
                 return
         self._check_flood()  # more audio than real time allows (plus a burst)
 
-    def _audio_frames(self, frames: list[bytes]) -> None:
+    def _audio_frames(self, frames: list[bytes], now: float) -> None:
         self._frames_rx += len(frames)
         for pcm in frames:
             if not self._push(AudioFrame(pcm)):
                 return
-        self._check_flood()
+        self._check_flood(now)
 
-    def _check_flood(self) -> None:
-        elapsed = asyncio.get_running_loop().time() - self._t0
+    def _check_flood(self, now: float | None = None) -> None:
+        if now is None:
+            now = asyncio.get_running_loop().time()
+        elapsed = now - self._t0
         allowed = elapsed / self.limits.frame_period_s
         if self._frames_rx > allowed + self.limits.flood_frames:
             self._fail(f"flood: {self._frames_rx} audio frames in {elapsed:.2f} s (real time allows {allowed:.0f})")

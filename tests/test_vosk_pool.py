@@ -1,0 +1,91 @@
+"""The Vosk decoding pool serves an ended utterance (final result, cancel) before every call's bulk audio."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from asr.base import AsrError
+from asr.vosk_asr import BULK, URGENT, DecodePool
+
+
+def _job(order: list[str], name: str) -> Callable[[], str]:
+    def run() -> str:
+        order.append(name)
+        return name
+
+    return run
+
+
+async def _blocked_pool() -> tuple[DecodePool, threading.Event, list[str]]:
+    """A one-thread pool whose thread is busy until the event is set; jobs append their name when run."""
+    pool = DecodePool(1, name="test")
+    gate = threading.Event()
+    order: list[str] = []
+    started = threading.Event()
+
+    def hold() -> None:
+        started.set()
+        gate.wait(10)
+
+    pool.submit(hold)
+    await asyncio.to_thread(started.wait, 10)
+    return pool, gate, order
+
+
+async def test_urgent_jobs_go_before_bulk_audio_and_bulk_keeps_its_order() -> None:
+    pool, gate, order = await _blocked_pool()
+    jobs = [pool.submit(_job(order, n), BULK) for n in ("a1", "a2", "a3")]
+    final = pool.submit(_job(order, "final"), URGENT)
+    gate.set()
+    await asyncio.gather(*(j.future for j in [*jobs, final]))
+    assert order == ["final", "a1", "a2", "a3"]
+    pool.shutdown()
+
+
+async def test_an_escalated_job_runs_once_and_before_the_bulk_queued_ahead_of_it() -> None:
+    pool, gate, order = await _blocked_pool()
+    first = pool.submit(_job(order, "other call"), BULK)
+    mine = pool.submit(_job(order, "my last chunk"), BULK)
+    pool.escalate(mine, URGENT)
+    pool.escalate(mine, URGENT)  # twice: still one run
+    gate.set()
+    assert await mine.future == "my last chunk" and await first.future == "other call"
+    assert order == ["my last chunk", "other call"]
+    assert pool.pending() == 0
+    pool.shutdown()
+
+
+async def test_a_failing_job_reaches_its_caller_and_shutdown_drops_what_waits() -> None:
+    pool, gate, _ = await _blocked_pool()
+
+    def boom() -> None:
+        raise RuntimeError("decoder broke")
+
+    failing = pool.submit(boom, URGENT)
+    waiting = pool.submit(lambda: None, BULK)
+    gate.set()
+    with pytest.raises(RuntimeError, match="decoder broke"):
+        await failing.future
+    await waiting.future
+    gate.clear()
+    started = threading.Event()
+
+    def hold() -> bool:
+        started.set()
+        return gate.wait(10)
+
+    blocker = pool.submit(hold)
+    await asyncio.to_thread(started.wait, 10)
+    left = pool.submit(lambda: None, BULK)
+    pool.shutdown(wait=False)  # drops the waiting job at once; the running one finishes
+    assert pool.pending() == 0
+    gate.set()
+    await blocker.future
+    with pytest.raises(asyncio.CancelledError):
+        await left.future
+    with pytest.raises(AsrError, match="shut down"):
+        pool.submit(lambda: None)
