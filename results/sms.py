@@ -525,7 +525,8 @@ def record_reply(
     """Store a resident's reply once (dedupe key) and act on what `classify(text, kind of the latest
     message sent to them)` says it is:
     - opt_out: the number goes on the do-not-call list (every channel), queued texts are cancelled,
-      an `opted_out` escalation tells the community;
+      an `opted_out` escalation tells the community (the kind every channel's opt-out has; the reason
+      names the channel, 【短信】);
     - second_test_done: kept as a self-reported second test (the raw text stays in the reply row);
     - anything else: an `sms_reply` escalation, a message for the community to read."""
     with store.session() as s:
@@ -552,7 +553,7 @@ def record_reply(
             cancelled = cancel_for_phone(s, reply.phone, why="居民短信回复退订", now=now)
             if resident_id is not None:
                 _escalate(s, resident_id=resident_id, campaign_id=campaign_id, kind="opted_out",
-                          reasons=[f"居民短信回复退订（“{reply.text}”），已停止短信和电话"], now=now)
+                          reasons=[f"【短信】居民回复退订（“{reply.text}”），已停止短信和电话"], now=now)
             audit(s, "sms.opt_out", {"phone": mask_phone(reply.phone), "cancelled": cancelled}, at=now)
         elif intent == "second_test_done":
             audit(s, "sms.self_report", {"phone": mask_phone(reply.phone), "text": reply.text}, at=now)
