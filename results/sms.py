@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy import case, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -332,16 +332,28 @@ def record_sent(
     if not results:
         return 0
     n = 0
+    groups: dict[tuple[str, str], dict[int, str]] = {}
+    for mid, provider_id, state, provider_status in results:
+        groups.setdefault((state, provider_status[:32]), {})[mid] = provider_id
     with store.session() as s:
-        for mid, provider_id, state, provider_status in results:
-            vals: dict[str, Any] = {"state": state, "provider_status": provider_status[:32], "sent_at": now,
-                                    "gateway": gateway, "updated_at": now, "error_code": None, "error_message": None}
-            if provider_id:
-                vals["provider_id"] = provider_id
-            if state == "delivered":
-                vals["delivered_at"] = now
-            res = s.execute(update(SmsMessage).where(SmsMessage.id == mid, SmsMessage.state == "sending").values(**vals))
-            n += int(getattr(res, "rowcount", 0) or 0)
+        # One UPDATE per (state, status) and chunk, not one per message: a batch's answers mostly share
+        # both, and each statement is a round of the database thread (and of the GIL) while sends run.
+        for (state, provider_status), by_id in groups.items():
+            items = list(by_id.items())
+            for i in range(0, len(items), 500):
+                chunk = dict(items[i : i + 500])
+                with_pid = {mid: pid for mid, pid in chunk.items() if pid}
+                vals: dict[str, Any] = {"state": state, "provider_status": provider_status, "sent_at": now,
+                                        "gateway": gateway, "updated_at": now, "error_code": None,
+                                        "error_message": None}
+                if with_pid:
+                    vals["provider_id"] = case(with_pid, value=SmsMessage.id, else_=SmsMessage.provider_id)
+                if state == "delivered":
+                    vals["delivered_at"] = now
+                res = s.execute(update(SmsMessage)
+                                .where(SmsMessage.id.in_(list(chunk)), SmsMessage.state == "sending")
+                                .values(**vals).execution_options(synchronize_session=False))
+                n += int(getattr(res, "rowcount", 0) or 0)
         ids = [r[0] for r in results]
         _apply_pending_events(s, ids, now)
     return n
