@@ -15,6 +15,7 @@ Do-not-call numbers (voice "stop calling", SMS 退订, `outreach dnc`) get nothi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -192,10 +193,17 @@ def make_dispatcher(store: Store, gateway: Gateway, settings: ReminderSettings, 
                     clock: Callable[[], dt.datetime] | None = None) -> Dispatcher:
     windows = settings.windows()
     pacer = TokenBucket(settings.rate_per_s, burst=RATE_BURST) if settings.rate_per_s > 0 else None
+    dispatch = settings.dispatch
+    if settings.rate_per_s > 0:
+        # A claimed row waits `sending` for its turn at the pacer: claim no more than a quarter of
+        # reconcile_after_s can send, so no reconcile (another worker's) takes a row still waiting its turn.
+        fits = max(1, int(settings.rate_per_s * dispatch.reconcile_after_s / 4))
+        if fits < dispatch.batch:
+            dispatch = dataclasses.replace(dispatch, batch=fits)
     kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
     return Dispatcher(
         SqlOutbox(store, windows=windows, daily_cap=settings.daily_cap, gateway=gateway.name), gateway,
-        window=windows, settings=settings.dispatch, sign_name=settings.sign_name, pacer=pacer,
+        window=windows, settings=dispatch, sign_name=settings.sign_name, pacer=pacer,
         templates={name: spec.code for name, spec in settings.templates.items() if spec.code}, **kwargs,
     )
 

@@ -193,3 +193,20 @@ def test_pacing_never_beats_the_rate(sqlite_store: Store, fake_twilio: FakeTwili
     for i in range(len(stamps)):
         for j in range(i + 1, len(stamps)):
             assert (j - i + 1) - RATE_BURST <= rate * (stamps[j] - stamps[i]) / 0.8 + 1e-9, (i, j)
+
+
+def test_a_paced_dispatcher_claims_no_more_than_it_sends_before_a_reconcile(sqlite_store: Store) -> None:
+    """At 1 msg/s with reconcile_after_s 40, a claim of 200 would leave rows `sending` (waiting their turn)
+    for minutes: another worker's reconcile would take them while this one still sends them."""
+    store = sqlite_store
+    ids = residents(store, 30)
+    plan_texts(store, ids)
+    d = dispatcher(store, DryRunGateway(), rate_per_s=1.0, reconcile_after_s=40.0, batch=200)
+    try:
+        assert d.settings.batch == 10
+        assert len(d.outbox.claim(T0, d.settings.batch)) == 10
+    finally:
+        d.close()
+    fast = dispatcher(store, DryRunGateway(), rate_per_s=0.0, batch=200)
+    assert fast.settings.batch == 200
+    fast.close()
