@@ -172,20 +172,23 @@ def compare(kind: str, rows: list[tuple[str, str, str, str, str]],
             "not_sent_in_store": not_sent}
 
 
-def rate_error(times: list[float], limit: float) -> tuple[float, float, float]:
-    """(measured msg/s over the run, its error %, the worst 10 s window's error %) from receive times."""
+def rate_error(times: list[float], limit: float) -> dict[str, float]:
+    """From receive times: msg/s over the run and its error %, and the worst 10 s window's error % with the
+    fewest and most messages any window held (every window [t, t+10 s) that starts at a message and ends
+    inside the run)."""
     ts = sorted(times)
     if len(ts) < 2:
-        return 0.0, 100.0, 100.0
+        return {"measured": 0.0, "error_pct": 100.0, "worst_pct": 100.0, "window_min": 0, "window_max": 0}
     measured = (len(ts) - 1) / (ts[-1] - ts[0])
-    worst = 0.0
-    # every window [t, t+10 s) that starts at a message and ends inside the run
+    counts = []
     for i, t in enumerate(ts):
         if t + WINDOW_S > ts[-1]:
             break
-        n = bisect.bisect_left(ts, t + WINDOW_S) - i
-        worst = max(worst, abs(n / WINDOW_S - limit) / limit * 100)
-    return measured, abs(measured - limit) / limit * 100, worst
+        counts.append(bisect.bisect_left(ts, t + WINDOW_S) - i)
+    lo, hi = (min(counts), max(counts)) if counts else (0, 0)
+    worst = max(abs(n / WINDOW_S - limit) / limit * 100 for n in (lo, hi)) if counts else 100.0
+    return {"measured": measured, "error_pct": abs(measured - limit) / limit * 100, "worst_pct": worst,
+            "window_min": lo, "window_max": hi}
 
 
 # ----------------------------------------------------------------------------- one run
@@ -225,11 +228,12 @@ def bench(kind: str, store: Store, args: argparse.Namespace) -> dict[str, Any]:
             _, lstats = dispatch(store, gateway, dataclasses.replace(base, rate_per_s=args.limit))
             log = provider.log()
             lres = compare(kind, stored(store, tag), log)
-            measured, err, worst = rate_error([t for *_, t in log], args.limit)
-            out["rate_limit_error_pct"] = round(err, 2)
-            out["rate_limit_worst_10s_pct"] = round(worst, 2)
+            r = rate_error([t for *_, t in log], args.limit)
+            out["rate_limit_error_pct"] = round(r["error_pct"], 2)
+            out["rate_limit_worst_10s_pct"] = round(r["worst_pct"], 2)
             limited = {"messages": args.limited_messages, "limit_per_s": args.limit,
-                       "measured_per_s": round(measured, 3), **lres, "dispatch": lstats}
+                       "measured_per_s": round(r["measured"], 3),
+                       "msgs_in_10s_windows": [r["window_min"], r["window_max"]], **lres, "dispatch": lstats}
         out["unthrottled"] = {"wall_s": round(wall, 2), **result, "dispatch": stats}
         if limited:
             out["limited"] = limited
