@@ -44,7 +44,7 @@ test: setup
 	OUTREACH_REQUIRE_PG=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: setup
-	for b in import_bench nlu_bench tts_bench media_bench campaign_bench loop_bench asterisk_bench web_bench; do echo "== $$b"; $(BIN)/python bench/$$b.py; done
+	for b in import_bench nlu_bench tts_bench media_bench campaign_bench loop_bench asterisk_bench web_bench sms_bench; do echo "== $$b"; $(BIN)/python bench/$$b.py; done
 
 clean:
 	rm -rf $(VENV) var demo build *.egg-info

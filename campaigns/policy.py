@@ -64,9 +64,11 @@ OUTCOME_LABELS = {
     "transferred": "已转人工",
 }
 
-REFUSED_REASONS = {
-    "opt_out": "居民要求不再接到机器人电话，已停止呼叫，请社区决定如何联系",
-    "scam_hang_up": "居民怀疑是诈骗电话并挂断，已停止呼叫，请社区核实身份后联系",
+# Every opt-out, on every channel, is one escalation kind, `opted_out` (an SMS 退订 reply too, see
+# results.sms.record_reply); the reason names the channel (电话 / 短信) and what the resident did.
+OPT_OUT_REASONS = {
+    "opt_out": "【电话】居民在通话中要求不再接到机器人电话，已停止电话和短信，请社区决定如何联系",
+    "scam_hang_up": "【电话】居民怀疑是诈骗电话并挂断，已停止电话和短信，请社区核实身份后联系",
 }
 
 ESCALATION_PRIORITY = {
@@ -76,7 +78,7 @@ ESCALATION_PRIORITY = {
     "unreachable": 3,
     "callback_requested": 3,
     "uncertain": 3,
-    "refused": 3,  # opted out of robot calls, or hung up suspecting a scam: the community decides how to reach them
+    "opted_out": 3,  # opted out (a call, an SMS reply) or hung up suspecting a scam: the community decides how to reach them
 }
 
 
@@ -184,7 +186,7 @@ def decide(facts: AttemptFacts, policy: RetryPolicy, windows: CallingWindows) ->
     ):
         # Hung up (or refused) after suspecting a scam: never call again with the robot; a person from
         # the community decides how to reach the resident.
-        spec = EscalationSpec("refused", (REFUSED_REASONS["scam_hang_up"],), ESCALATION_PRIORITY["refused"])
+        spec = EscalationSpec("opted_out", (OPT_OUT_REASONS["scam_hang_up"],), ESCALATION_PRIORITY["opted_out"])
         return Decision(state="done", final_outcome="opted_out", escalations=(spec,), do_not_call=True,
                         do_not_call_source="scam_hang_up")
     category = retry_outcome(facts)
@@ -208,7 +210,7 @@ def _finish(facts: AttemptFacts) -> Decision:
         return Decision(state="done", final_outcome="invalid_number", escalations=(spec,))
     outcome = facts.dialog_outcome or "completed"
     if outcome == "opted_out":
-        spec = EscalationSpec("refused", (REFUSED_REASONS["opt_out"],), ESCALATION_PRIORITY["refused"])
+        spec = EscalationSpec("opted_out", (OPT_OUT_REASONS["opt_out"],), ESCALATION_PRIORITY["opted_out"])
         return Decision(state="done", final_outcome="opted_out", escalations=(spec,), do_not_call=True)
     if outcome == "wrong_number":
         spec = EscalationSpec("unreachable", ("接听人称打错电话，号码可能有误",), ESCALATION_PRIORITY["unreachable"])

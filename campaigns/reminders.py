@@ -15,6 +15,7 @@ Do-not-call numbers (voice "stop calling", SMS 退订, `outreach dnc`) get nothi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 
 SECOND_TEST = "second_test_reminder"
 RING_BACK = "ring_back"
+# Tokens the SMS pacer may save up: 2 lets a send that woke late be made up by the next one (with 1 the
+# rate falls ~2 % short of the limit, a few ms of timer lag per message), and allows at most one message
+# beyond rate × seconds over any window (a provider's per-second limit counts requests, not spacing).
+RATE_BURST = 2
 OPT_OUT_WORDS = frozenset({"退订", "T", "TD", "R", "N", "退", "STOP", "UNSUBSCRIBE", "取消订阅", "拒收"})
 # "stop texting me" in words (the dialogs NLU knows "stop calling"): 别再发了, 不要给我发短信, 拒收短信
 _SMS_STOP = re.compile(r"(别|不要|勿|不用)再?(给我)?发|拒收|退订")
@@ -187,11 +192,18 @@ class SqlOutbox:
 def make_dispatcher(store: Store, gateway: Gateway, settings: ReminderSettings, *,
                     clock: Callable[[], dt.datetime] | None = None) -> Dispatcher:
     windows = settings.windows()
-    pacer = TokenBucket(settings.rate_per_s) if settings.rate_per_s > 0 else None
+    pacer = TokenBucket(settings.rate_per_s, burst=RATE_BURST) if settings.rate_per_s > 0 else None
+    dispatch = settings.dispatch
+    if settings.rate_per_s > 0:
+        # A claimed row waits `sending` for its turn at the pacer: claim no more than a quarter of
+        # reconcile_after_s can send, so no reconcile (another worker's) takes a row still waiting its turn.
+        fits = max(1, int(settings.rate_per_s * dispatch.reconcile_after_s / 4))
+        if fits < dispatch.batch:
+            dispatch = dataclasses.replace(dispatch, batch=fits)
     kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
     return Dispatcher(
         SqlOutbox(store, windows=windows, daily_cap=settings.daily_cap, gateway=gateway.name), gateway,
-        window=windows, settings=settings.dispatch, sign_name=settings.sign_name, pacer=pacer,
+        window=windows, settings=dispatch, sign_name=settings.sign_name, pacer=pacer,
         templates={name: spec.code for name, spec in settings.templates.items() if spec.code}, **kwargs,
     )
 

@@ -68,7 +68,9 @@ DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 ESCALATION_LABELS = {
     "flagged": "风险关注", "high_risk": "高风险", "human_requested": "要求人工", "callback_requested": "要求回电",
     "unreachable": "无法联系", "uncertain": "回答不确定",
-    "refused": "拒绝机器人来电", "opted_out": "短信退订", "sms_undeliverable": "短信未送达", "sms_reply": "短信回复待阅",
+    "opted_out": "已退订（不再联系）",
+    "refused": "已退订（不再联系）",  # stores from before opt-outs had one kind on every channel
+    "sms_undeliverable": "短信未送达", "sms_reply": "短信回复待阅",
 }
 STATUS_LABELS = {"open": "待处理", "in_progress": "处理中", "closed": "已关闭"}
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy import case, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -332,16 +332,28 @@ def record_sent(
     if not results:
         return 0
     n = 0
+    groups: dict[tuple[str, str], dict[int, str]] = {}
+    for mid, provider_id, state, provider_status in results:
+        groups.setdefault((state, provider_status[:32]), {})[mid] = provider_id
     with store.session() as s:
-        for mid, provider_id, state, provider_status in results:
-            vals: dict[str, Any] = {"state": state, "provider_status": provider_status[:32], "sent_at": now,
-                                    "gateway": gateway, "updated_at": now, "error_code": None, "error_message": None}
-            if provider_id:
-                vals["provider_id"] = provider_id
-            if state == "delivered":
-                vals["delivered_at"] = now
-            res = s.execute(update(SmsMessage).where(SmsMessage.id == mid, SmsMessage.state == "sending").values(**vals))
-            n += int(getattr(res, "rowcount", 0) or 0)
+        # One UPDATE per (state, status) and chunk, not one per message: a batch's answers mostly share
+        # both, and each statement is a round of the database thread (and of the GIL) while sends run.
+        for (state, provider_status), by_id in groups.items():
+            items = list(by_id.items())
+            for i in range(0, len(items), 500):
+                chunk = dict(items[i : i + 500])
+                with_pid = {mid: pid for mid, pid in chunk.items() if pid}
+                vals: dict[str, Any] = {"state": state, "provider_status": provider_status, "sent_at": now,
+                                        "gateway": gateway, "updated_at": now, "error_code": None,
+                                        "error_message": None}
+                if with_pid:
+                    vals["provider_id"] = case(with_pid, value=SmsMessage.id, else_=SmsMessage.provider_id)
+                if state == "delivered":
+                    vals["delivered_at"] = now
+                res = s.execute(update(SmsMessage)
+                                .where(SmsMessage.id.in_(list(chunk)), SmsMessage.state == "sending")
+                                .values(**vals).execution_options(synchronize_session=False))
+                n += int(getattr(res, "rowcount", 0) or 0)
         ids = [r[0] for r in results]
         _apply_pending_events(s, ids, now)
     return n
@@ -525,7 +537,8 @@ def record_reply(
     """Store a resident's reply once (dedupe key) and act on what `classify(text, kind of the latest
     message sent to them)` says it is:
     - opt_out: the number goes on the do-not-call list (every channel), queued texts are cancelled,
-      an `opted_out` escalation tells the community;
+      an `opted_out` escalation tells the community (the kind every channel's opt-out has; the reason
+      names the channel, 【短信】);
     - second_test_done: kept as a self-reported second test (the raw text stays in the reply row);
     - anything else: an `sms_reply` escalation, a message for the community to read."""
     with store.session() as s:
@@ -552,7 +565,7 @@ def record_reply(
             cancelled = cancel_for_phone(s, reply.phone, why="居民短信回复退订", now=now)
             if resident_id is not None:
                 _escalate(s, resident_id=resident_id, campaign_id=campaign_id, kind="opted_out",
-                          reasons=[f"居民短信回复退订（“{reply.text}”），已停止短信和电话"], now=now)
+                          reasons=[f"【短信】居民回复退订（“{reply.text}”），已停止短信和电话"], now=now)
             audit(s, "sms.opt_out", {"phone": mask_phone(reply.phone), "cancelled": cancelled}, at=now)
         elif intent == "second_test_done":
             audit(s, "sms.self_report", {"phone": mask_phone(reply.phone), "text": reply.text}, at=now)

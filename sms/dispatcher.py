@@ -184,6 +184,8 @@ class Dispatcher:
         self.clock = clock
         self.wall = wall
         self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix=f"sms-{gateway.name}")
+        # the outbox's SQL, one statement at a time, off the event loop (SQLite has one writer anyway)
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-db")
         self._retry_kwargs: dict[str, Any] = {
             "stop": stop_after_attempt(settings.attempts),
             "wait": _wait(wait_exponential(multiplier=settings.backoff_s, max=settings.max_backoff_s)
@@ -194,6 +196,7 @@ class Dispatcher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._db.shutdown(wait=True)
 
     def outgoing(self, row: OutRow) -> OutgoingSms:
         return OutgoingSms(key=row.out_id, to=row.to_phone, body=row.body,
@@ -289,13 +292,13 @@ class Dispatcher:
         cutoff = before or now - dt.timedelta(seconds=self.settings.reconcile_after_s)
         stats = DispatchStats()
         loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(None, self.outbox.stale, cutoff)
+        rows = await loop.run_in_executor(self._db, self.outbox.stale, cutoff)
         if not rows:
             return stats
         log.warning("reconciling %d SMS left in 'sending' with %s", len(rows), self.gateway.name)
         outs = await asyncio.gather(*(loop.run_in_executor(self._pool, self._reconcile_one, r, now) for r in rows))
         pairs = list(zip(rows, outs, strict=True))
-        await loop.run_in_executor(None, lambda: self._store(pairs, now, stats, reconciling=True))
+        await loop.run_in_executor(self._db, lambda: self._store(pairs, now, stats, reconciling=True))
         return stats
 
     async def _paced(self) -> None:
@@ -309,48 +312,82 @@ class Dispatcher:
 
     async def run_once(self, *, limit: int | None = None) -> DispatchStats:
         """Reconcile stale rows, then send what is due now until nothing is due, the window closes or
-        `limit` messages were claimed. Raises DispatchPaused on an account/configuration error."""
+        `limit` messages were claimed. Raises DispatchPaused on an account/configuration error.
+
+        A pipeline: the next batch is claimed (committed `sending`) as soon as the last row of the
+        previous one has been handed to a worker, and results are stored in batches while later sends
+        are in flight. Database work runs on one thread of its own, never on the event loop; at most
+        `batch` + `concurrency` rows are `sending` without their provider call having started."""
         stats = await self.reconcile()
         loop = asyncio.get_running_loop()
-        sem = asyncio.Semaphore(self.settings.concurrency * 2)
-        while limit is None or stats.claimed < limit:
-            now = self.clock()
-            if not self.window.is_open(now):
-                stats.window_closed = True
-                break
-            want = self.settings.batch if limit is None else min(self.settings.batch, limit - stats.claimed)
-            rows = await loop.run_in_executor(None, self.outbox.claim, now, want)
-            if not rows:
-                break
-            stats.claimed += len(rows)
+        sem = asyncio.Semaphore(self.settings.concurrency)  # a paced send starts at once: no queue behind pacing
+        done: list[tuple[OutRow, _Outcome]] = []
+        inflight: set[asyncio.Future[None]] = set()
+        storing: asyncio.Future[None] | None = None
+        stop = False
 
-            async def one(row: OutRow, when: dt.datetime) -> _Outcome:
-                try:
-                    return await loop.run_in_executor(self._pool, self._deliver, row, when)
-                finally:
-                    sem.release()
+        async def one(row: OutRow, when: dt.datetime) -> None:
+            nonlocal stop
+            try:
+                out = await loop.run_in_executor(self._pool, self._deliver, row, when)
+                done.append((row, out))
+                stop = stop or out.kind == "system"
+            finally:
+                sem.release()
 
-            tasks: list[asyncio.Future[_Outcome]] = []
-            closed: list[OutRow] = []
-            for row in rows:
-                if not self.window.is_open(self.clock()):
-                    closed.append(row)  # claimed but not sent: back to the queue for the next window
-                    continue
-                await sem.acquire()
-                await self._paced()
-                tasks.append(asyncio.ensure_future(one(row, now)))
-            outs = await asyncio.gather(*tasks)
-            sent_rows = [r for r in rows if r not in closed]
-            pairs = list(zip(sent_rows, outs, strict=True))
-            await loop.run_in_executor(None, self._store, pairs, now, stats)
-            if closed:
-                reopen = self.window.next_open(self.clock())
-                await loop.run_in_executor(None, self.outbox.requeue,
-                                           [(r.id, reopen, "", "") for r in closed], now)
-                stats.window_closed = True
-                break
-            if stats.system_error:
-                raise DispatchPaused(f"SMS sending paused ({self.gateway.name}): {stats.system_error}")
+        async def flush(*, wait: bool) -> None:
+            nonlocal storing
+            if storing is not None and (wait or done):
+                await storing  # one store at a time: results in order, stats updated by one thread
+                storing = None
+            if done:
+                pairs = done[:]
+                done.clear()
+                storing = loop.run_in_executor(self._db, self._store, pairs, self.clock(), stats)
+            if wait and storing is not None:
+                await storing
+                storing = None
+
+        try:
+            while not stop and (limit is None or stats.claimed < limit):
+                now = self.clock()
+                if not self.window.is_open(now):
+                    stats.window_closed = True
+                    break
+                want = self.settings.batch if limit is None else min(self.settings.batch, limit - stats.claimed)
+                rows = await loop.run_in_executor(self._db, self.outbox.claim, now, want)
+                if not rows:
+                    break
+                stats.claimed += len(rows)
+                left: Sequence[OutRow] = ()
+                for i, row in enumerate(rows):
+                    if stop or not self.window.is_open(self.clock()):
+                        left = rows[i:]
+                        break
+                    await sem.acquire()
+                    if stop:
+                        sem.release()
+                        left = rows[i:]
+                        break
+                    await self._paced()
+                    task = asyncio.ensure_future(one(row, now))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
+                    if len(done) >= self.settings.batch:
+                        await flush(wait=False)
+                if left:  # claimed but not sent: back to the queue (the next window, or after the pause)
+                    closed = not self.window.is_open(self.clock())
+                    when = self.window.next_open(self.clock()) if closed else now
+                    await loop.run_in_executor(self._db, self.outbox.requeue,
+                                               [(r.id, when, "", "") for r in left], now)
+                    stats.window_closed = stats.window_closed or closed
+                    break
+        finally:
+            if inflight:
+                await asyncio.gather(*list(inflight))
+            await flush(wait=True)
+        if stats.system_error:
+            raise DispatchPaused(f"SMS sending paused ({self.gateway.name}): {stats.system_error}")
         if stats.claimed or stats.reconciled_found or stats.reconciled_resend:
             log.info("SMS dispatch: %s", stats)
         return stats

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import threading
 import uuid
 from typing import Any
@@ -104,11 +105,25 @@ class TwilioGateway:
             from twilio.http.http_client import TwilioHttpClient
             from twilio.rest import Client
 
-            client = Client(self.account_sid, self._token, http_client=TwilioHttpClient(timeout=self.timeout_s))
+            http = TwilioHttpClient(timeout=self.timeout_s, proxy=self._proxies())
+            if http.session is not None:
+                # requests re-reads the proxy and CA variables of the environment on every call (a fifth
+                # of a send's CPU): they were read once above, so the session no longer looks them up
+                http.session.trust_env = False
+                ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                if ca:
+                    http.session.verify = ca
+            client = Client(self.account_sid, self._token, http_client=http)
             if self.base_url:
                 client.api.base_url = self.base_url
             self._local.client = client
         return client
+
+    def _proxies(self) -> dict[str, str]:
+        """HTTP(S)_PROXY / NO_PROXY from the environment for the API's URL, read once per client."""
+        from requests.utils import get_environ_proxies
+
+        return dict(get_environ_proxies(self.base_url or "https://api.twilio.com"))
 
     def send(self, msg: OutgoingSms) -> SendResult:
         kwargs: dict[str, Any] = {"to": msg.to, "body": msg.body}

@@ -122,7 +122,7 @@ def fever(result: ScreeningResult) -> Any:
 
 
 def escalated(result: ScreeningResult) -> bool:
-    """Whether the campaign policy files a refusal for the resident's community after this call."""
+    """Whether the campaign policy files an opt-out (no more calls or texts) for the resident's community."""
     start = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC)
     facts = AttemptFacts(
         outcome="hung_up_early" if result.outcome == "hung_up" else "answered", dialog_outcome=result.outcome,
@@ -130,7 +130,7 @@ def escalated(result: ScreeningResult) -> bool:
         scam_suspected=result.scam_suspected,
     )
     d = decide(facts, RetryPolicy(), CallingWindows.parse({"daily": ["09:00-12:00", "14:00-20:00"]}))
-    return any(e.kind == "refused" for e in d.escalations) and d.do_not_call
+    return any(e.kind == "opted_out" for e in d.escalations) and d.do_not_call
 
 
 def check_call(script: Script, call: dict[str, Any]) -> list[str]:

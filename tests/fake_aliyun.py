@@ -128,6 +128,11 @@ class FakeAliyun:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Keep-alive connections answer many requests: the status line, headers and body go out in one
+            # write (a buffered wfile, flushed after each request), and with TCP_NODELAY, so no answer
+            # waits for the client's delayed ACK (Nagle), as a real provider's front end would not.
+            wbufsize = -1
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -140,6 +145,7 @@ class FakeAliyun:
                 self.end_headers()
                 try:
                     self.wfile.write(data)
+                    self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                     self.close_connection = True
 

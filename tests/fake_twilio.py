@@ -118,6 +118,11 @@ class FakeTwilio:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Keep-alive connections answer many requests: the status line, headers and body go out in one
+            # write (a buffered wfile, flushed after each request), and with TCP_NODELAY, so no answer
+            # waits for the client's delayed ACK (Nagle), as a real provider's front end would not.
+            wbufsize = -1
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -130,6 +135,7 @@ class FakeTwilio:
                 self.end_headers()
                 try:
                     self.wfile.write(data)
+                    self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                     self.close_connection = True
 

@@ -91,7 +91,8 @@ def test_invalid_numbers_and_final_dialog_outcomes_are_never_retried() -> None:
     assert decide(facts("answered", "completed"), P, W).final_outcome == "completed"
     opt = decide(facts("answered", "opted_out"), P, W)
     assert opt.final_outcome == "opted_out" and opt.do_not_call
-    assert [e.kind for e in opt.escalations] == ["refused"]  # the community decides how to reach them
+    # one kind for opt-outs on every channel (an SMS 退订 is `opted_out` too); the reason names the channel
+    assert [e.kind for e in opt.escalations] == ["opted_out"] and opt.escalations[0].reasons[0].startswith("【电话】")
     human = decide(facts("answered", "human_requested"), P, W)
     assert human.final_outcome == "human_requested" and human.escalations[0].kind == "human_requested"
     wrong = decide(facts("answered", "wrong_number"), P, W)
@@ -166,7 +167,7 @@ def test_a_hang_up_after_suspecting_a_scam_is_a_refusal_never_retried() -> None:
     scam = decide(AttemptFacts(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, "scam_suspected": True}), P, W)
     assert (scam.state, scam.final_outcome, scam.do_not_call, scam.do_not_call_source) == (
         "done", "opted_out", True, "scam_hang_up")
-    assert [e.kind for e in scam.escalations] == ["refused"] and "诈骗" in scam.escalations[0].reasons[0]
+    assert [e.kind for e in scam.escalations] == ["opted_out"] and "诈骗" in scam.escalations[0].reasons[0]
     plain = decide(base, P, W)  # an ordinary hang-up is retried
     assert plain.state == "pending" and not plain.do_not_call
     # a scam suspicion the robot cleared up, then a completed screening: nothing special

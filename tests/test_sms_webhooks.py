@@ -19,7 +19,7 @@ from campaigns.reminders import StoreEvents, plan
 from dialogs.nlu.builtin import BuiltinNlu
 from results import campaigns as rdb
 from results import sms as sdb
-from results.models import DoNotCall, Escalation, SmsEvent, SmsReply
+from results.models import DoNotCall, Escalation, Resident, SmsEvent, SmsReply
 from results.store import Store
 from sms.webhooks import WebhookSettings, create_app
 from tests.fake_aliyun import FakeAliyun
@@ -207,3 +207,47 @@ def test_self_reported_done_stops_reminders_and_opt_out_blocks_calls(sqlite_stor
     claims = rdb.claim_due(store, campaign_id=camp.id, slots=[T0, T0], local_dates=[T0.date()] * 2, due_by=T0,
                            worker="w2", history_from=99)
     assert [c.resident_id for c in claims] == [ids[1]]  # the opted-out number is never called again
+
+
+def test_an_opt_out_is_one_escalation_kind_on_every_channel(sqlite_store: Store) -> None:
+    """Voice "stop calling" (the campaign policy's decision, written as the engine writes it) and an SMS
+    退订 reply both file `opted_out`; the reason keeps the channel; both numbers are blocked everywhere."""
+    from zoneinfo import ZoneInfo
+
+    from campaigns.policy import AttemptFacts, RetryPolicy, decide
+    from campaigns.windows import CallingWindows
+    from results.exports import escalation_tables
+    from sms.types import Reply
+
+    store = sqlite_store
+    ids = residents(store, 2)
+    camp, _ = rdb.create_campaign(store, name="calls", script_path="x.yaml", windows={"daily": ["00:00-23:59"]},
+                                  pacing={}, retry_policy={}, now=T0)
+    rdb.set_state(store, "calls", "running", now=T0)
+    claims = rdb.claim_due(store, campaign_id=camp.id, slots=[T0], local_dates=[T0.date()], due_by=T0,
+                           worker="w", history_from=99)
+    assert [c.resident_id for c in claims] == [ids[0]]
+    end = T0 + dt.timedelta(minutes=1)
+    d = decide(AttemptFacts(outcome="answered", dialog_outcome="opted_out", started_at=T0, ended_at=end,
+                            attempts_total=1, attempts_today=1),
+               RetryPolicy(), CallingWindows.parse({"daily": ["09:00-20:00"]}))
+    rdb.finish_attempts(store, [rdb.Finish(
+        claim=claims[0], outcome="answered", ended_at=end, dialog_outcome="opted_out", final_outcome=d.final_outcome,
+        escalations=[rdb.EscalationData(e.kind, e.priority, e.reasons, e.due_at) for e in d.escalations],
+        do_not_call=d.do_not_call,
+    )], worker="w")
+    with store.session() as s:
+        phone1 = s.scalar(select(Resident.phone).where(Resident.id == ids[1]))
+    events = StoreEvents(store, BuiltinNlu(), clock=lambda: T0)
+    assert events.on_replies([Reply("aliyun:1", str(phone1), "T", T0, "aliyun")])[0].intent == "opt_out"
+    with store.session() as s:
+        got = {e.resident_id: (e.kind, e.reasons[0]) for e in s.scalars(select(Escalation))}
+        dnc = set(s.scalars(select(DoNotCall.source)))
+    assert got[ids[0]][0] == got[ids[1]][0] == "opted_out"
+    assert got[ids[0]][1].startswith("【电话】") and got[ids[1]][1].startswith("【短信】")
+    assert dnc == {"opt_out", "sms_reply"}
+    table = escalation_tables(store, None, ZoneInfo("Asia/Shanghai"), per_community=False)[0]
+    rows = list(table.rows)
+    kind_col, reason_col = table.headers.index("类型"), table.headers.index("原因")
+    assert {r[kind_col] for r in rows} == {"已退订（不再联系）"}
+    assert sorted(r[reason_col][:4] for r in rows) == ["【电话】", "【短信】"]
