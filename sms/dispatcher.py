@@ -23,18 +23,12 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import RetryCallState, Retrying
 
 from common.masking import mask_phone
+from common.retry import backoff, retrying
 from sms.types import (
     Gateway,
     OutgoingSms,
@@ -186,13 +180,13 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix=f"sms-{gateway.name}")
         # the outbox's SQL, one statement at a time, off the event loop (SQLite has one writer anyway)
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-db")
-        self._retry_kwargs: dict[str, Any] = {
-            "stop": stop_after_attempt(settings.attempts),
-            "wait": _wait(wait_exponential(multiplier=settings.backoff_s, max=settings.max_backoff_s)
-                           + wait_random(0, settings.backoff_s)),
-            "retry": retry_if_exception_type(TransientSmsError),
-            "reraise": True,
-        }
+        # The project's one retry policy (common.retry), never waiting less than a provider's Retry-After.
+        self._wait = _wait(backoff(settings.backoff_s, settings.max_backoff_s))
+
+    def _retrying(self) -> Retrying:
+        s = self.settings
+        return retrying(lambda exc: isinstance(exc, TransientSmsError), attempts=s.attempts, first_s=s.backoff_s,
+                        max_s=s.max_backoff_s, wait=self._wait)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -210,7 +204,7 @@ class Dispatcher:
         since = row.sending_since or now
         maybe_sent = False
         try:
-            for attempt in Retrying(**self._retry_kwargs):
+            for attempt in self._retrying():
                 with attempt:
                     if maybe_sent:
                         found = self.gateway.find(msg, since)
