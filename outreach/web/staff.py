@@ -79,6 +79,17 @@ def _lines(value: str) -> list[str]:
     return [v.strip() for v in re.split(r"[,\n，、]+", value) if v.strip()]
 
 
+def _check_limits(max_concurrent: int | None, cps: float | None, max_attempts: int | None,
+                  max_per_day: int | None) -> None:
+    """The bounds of the campaign forms' numbers (creation and settings), named in the staff's words."""
+    for label, value, lo, hi in (("最大并发线路", max_concurrent, 1, 2000), ("每次最多呼叫次数", max_attempts, 1, 10),
+                                 ("每天最多呼叫次数", max_per_day, 1, 10)):
+        if value is not None and not lo <= value <= hi:
+            raise ServiceError(f"{label} out of range", zh=f"{label}应在 {lo} 到 {hi} 之间")
+    if cps is not None and not 0.01 <= cps <= 100:
+        raise ServiceError("cps out of range", zh="每秒新呼叫数应在 0.01 到 100 之间")
+
+
 @router.post("/campaigns")
 def create_campaign(
     request: Request,
@@ -104,12 +115,7 @@ def create_campaign(
     try:
         if not name.strip():
             raise ServiceError("a campaign needs a name", zh="请填写活动名称")
-        for label, value, lo, hi in (("最大并发线路", max_concurrent, 1, 2000), ("每次最多呼叫次数", max_attempts, 1, 10),
-                                     ("每天最多呼叫次数", max_per_day, 1, 10)):
-            if value is not None and not lo <= value <= hi:
-                raise ServiceError(f"{label} out of range", zh=f"{label}应在 {lo} 到 {hi} 之间")
-        if cps is not None and not 0.01 <= cps <= 100:
-            raise ServiceError("cps out of range", zh="每秒新呼叫数应在 0.01 到 100 之间")
+        _check_limits(max_concurrent, cps, max_attempts, max_per_day)
         spec = camp_service.CampaignSpec(
             name=name, script=script.strip() or None, source_files=source_files, communities=communities,
             tags=_lines(tags), windows={"daily": _lines(windows)} if windows.strip() else None,
@@ -194,12 +200,7 @@ def edit_settings(
     form = {"windows": windows, "holidays": holidays, "max_concurrent": max_concurrent, "cps": cps,
             "max_attempts": max_attempts, "max_per_day": max_per_day}
     try:
-        for label, value, lo, hi in (("最大并发线路", max_concurrent, 1, 2000), ("每次最多呼叫次数", max_attempts, 1, 10),
-                                     ("每天最多呼叫次数", max_per_day, 1, 10)):
-            if value is not None and not lo <= value <= hi:
-                raise ServiceError(f"{label} out of range", zh=f"{label}应在 {lo} 到 {hi} 之间")
-        if cps is not None and not 0.01 <= cps <= 100:
-            raise ServiceError("cps out of range", zh="每秒新呼叫数应在 0.01 到 100 之间")
+        _check_limits(max_concurrent, cps, max_attempts, max_per_day)
         new_windows = parse_windows_text(windows) if windows.strip() else None
         if new_windows is not None and not new_windows:
             new_windows = None
