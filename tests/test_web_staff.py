@@ -198,7 +198,7 @@ def test_settings_form_edits_a_running_campaign_and_names_mistakes(app_client: T
     assert r.status_code == 400 and "设置没有变化" in r.text
     # mistakes named in Chinese, the stored settings untouched, the form keeps what was typed
     for bad, says in (({"windows": "每天=25:00-26:00"}, "呼叫时段"), ({"windows": "09:00-12:00"}, "格式不对"),
-                      ({"max_attempts": "50"}, "每次最多呼叫次数应在 1 到 10 之间"),
+                      ({"max_attempts": "50"}, "每人最多呼叫次数应在 1 到 10 之间"),
                       ({"cps": "0"}, "每秒新呼叫数应在"), ({"max_per_day": "abc"}, "")):
         r = app_client.post(f"/campaigns/{cid}/settings", data={**form, **bad})
         assert r.status_code in (400, 422) and says in r.text, (bad, r.text[:300])

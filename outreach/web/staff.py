@@ -82,8 +82,8 @@ def _lines(value: str) -> list[str]:
 def _check_limits(max_concurrent: int | None, cps: float | None, max_attempts: int | None,
                   max_per_day: int | None) -> None:
     """The bounds of the campaign forms' numbers (creation and settings), named in the staff's words."""
-    for label, value, lo, hi in (("最大并发线路", max_concurrent, 1, 2000), ("每次最多呼叫次数", max_attempts, 1, 10),
-                                 ("每天最多呼叫次数", max_per_day, 1, 10)):
+    for label, value, lo, hi in (("最大并发线路", max_concurrent, 1, 2000), ("每人最多呼叫次数", max_attempts, 1, 10),
+                                 ("每人每天最多呼叫次数", max_per_day, 1, 10)):
         if value is not None and not lo <= value <= hi:
             raise ServiceError(f"{label} out of range", zh=f"{label}应在 {lo} 到 {hi} 之间")
     if cps is not None and not 0.01 <= cps <= 100:
