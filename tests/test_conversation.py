@@ -22,7 +22,7 @@ from dialogs.types import Action, DialogSession, Listen, Say, Understand, Uttera
 from tests.asr_audio import beep
 from tests.conftest import ROOT
 from tests.test_rasa import FakeRasa, Reply, fake_rasa
-from tests.test_runner import speech
+from tests.test_runner import answer_each_prompt, speech
 
 __all__ = ["fake_rasa", "speech"]
 
@@ -121,11 +121,7 @@ async def test_voice_driver_awaits_the_nlu_while_the_line_keeps_its_frames(scrip
     asr = ScriptedRecognizer(["是的", "没有", "没有", "没有", "做了"], delay_s=0.016)
 
     async def resident(c: MemoryCaller) -> None:
-        for _ in range(5):
-            await c.wait_for_silence(frames=15)
-            if c.hung_up:
-                return
-            await c.play(speech)
+        await answer_each_prompt(c, speech)
 
     async def prompt_audio(text: str) -> bytes:
         return beep(25 * len(text))

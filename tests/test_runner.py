@@ -96,13 +96,18 @@ def answers(report: RunReport) -> dict[str, object]:
     return {k: v.value for k, v in report.result.answers.items()}
 
 
+async def answer_each_prompt(c: MemoryCaller, speech: bytes, turns: int = 5) -> None:
+    """A resident who lets each prompt finish, then says `speech`; until the robot hangs up."""
+    for _ in range(turns):
+        await c.wait_for_silence(frames=15)
+        if c.hung_up:
+            return
+        await c.play(speech)
+
+
 async def test_a_whole_screening_by_voice(script: Script, speech: bytes, tmp_path: Path) -> None:
     async def resident(c: MemoryCaller) -> None:
-        for _ in range(5):
-            await c.wait_for_silence(frames=15)  # let the prompt finish, then answer
-            if c.hung_up:
-                return
-            await c.play(speech)
+        await answer_each_prompt(c, speech)
 
     report, caller, asr = await call(script, resident, ["是的", "没有", "没有", "没有", "做了"], tmp_path)
     res = report.result
@@ -428,11 +433,7 @@ async def test_concurrent_calls_share_one_frame_pacer(script: Script, speech: by
     # with the last call, and every frame a call sent reached its caller.
 
     async def resident(c: MemoryCaller) -> None:
-        for _ in range(5):
-            await c.wait_for_silence(frames=15)
-            if c.hung_up:
-                return
-            await c.play(speech)
+        await answer_each_prompt(c, speech)
 
     def pacer_tasks() -> list[str]:
         return [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("frame-pacer")]

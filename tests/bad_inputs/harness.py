@@ -263,16 +263,22 @@ def run_cli_case(case: Case, folder: Path, seed_db: Path, *, time_limit_s: int =
         left = [str(p.relative_to(folder)) for p in folder.glob(pattern)]
         if left:
             problems.append(f"left behind: {', '.join(left)}")
-    if case.check is not None:
-        extra = case.check(folder, output)
-        if extra:
-            problems.append(extra)
-    if problems:
-        return Outcome("wrong", problems, output, exit_code)
-    return Outcome("accepted" if case.accepted else "clear", [], output, exit_code)
+    return finish_case(case, problems, folder, output, exit_code, checked=output)
 
 
 _WS = re.compile(r"\s+")
+
+
+def finish_case(case: Any, problems: list[str], folder: Path, output: str, code: int | None, *, checked: Any) -> Outcome:
+    """The outcome of any kind of case: its own extra check (given `checked`: the output, a response, ...) added
+    to the problems found; none -> clear, or accepted as designed when the case says so."""
+    if case.check is not None:
+        extra = case.check(folder, checked)
+        if extra:
+            problems.append(extra)
+    if problems:
+        return Outcome("wrong", problems, output, code)
+    return Outcome("accepted" if case.accepted else "clear", [], output, code)
 
 
 def one_line(text: str, limit: int = 300) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.bad_inputs.harness import Outcome, captured_logs, store_digest, unmasked_numbers
+from tests.bad_inputs.harness import Outcome, captured_logs, finish_case, store_digest, unmasked_numbers
 
 PASSWORD = "correct horse 1"
 TWILIO_TOKEN = "twilio-test-token"
@@ -171,13 +171,7 @@ def run_http_case(case: HttpCase, folder: Path, seed_db: Path) -> Outcome:
         new = [str(p.relative_to(folder)) for p in folder.rglob("*") if p not in before_files and p.is_file()]
         if new:
             problems.append(f"files written: {', '.join(new[:5])}")
-    if case.check is not None:
-        extra = case.check(folder, response)
-        if extra:
-            problems.append(extra)
-    if problems:
-        return Outcome("wrong", problems, output, response.status_code)
-    return Outcome("accepted" if case.accepted else "clear", [], output, response.status_code)
+    return finish_case(case, problems, folder, output, response.status_code, checked=response)
 
 
 # --------------------------------------------------------------------------- the cases
