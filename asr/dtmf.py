@@ -68,6 +68,17 @@ class DtmfFrameResult:
     tone: bool
 
 
+# The results without a digit, shared (the class is frozen): most frames are one of these two.
+_NOTHING = DtmfFrameResult(None, False)
+_TONE_ON = DtmfFrameResult(None, True)
+
+
+def _result(digit: str | None, tone: bool) -> DtmfFrameResult:
+    if digit is None:
+        return _TONE_ON if tone else _NOTHING
+    return DtmfFrameResult(digit, tone)
+
+
 def _basis() -> np.ndarray:
     """Goertzel (single-bin DFT) rows over one 20 ms window: cosines then sines, shape (2K, WINDOW)."""
     freqs: list[float] = []
@@ -82,9 +93,11 @@ def _basis() -> np.ndarray:
 
 _BASIS = _basis()
 _K = _BASIS.shape[1] // 2  # 24 tone bins (8 tones x 3) + 8 harmonic bins
-# The two windows ending in a frame, as indexes into [previous half, this frame] (240 samples).
-_WINDOWS = np.stack([np.arange(WINDOW), np.arange(WINDOW) + HALF])
+_TONE_BINS = 3 * 8  # bins 0..23: each tone at its nominal frequency, +1.5 % and -1.5 %; then 8 harmonics
 _SCALE = 2.0 / (WINDOW * WINDOW)
+_SCALE_0D = np.array(_SCALE)  # a ufunc takes a 0-d array faster than a Python float
+_ROW = 48  # room for the _K bin powers of one window, a multiple of 3 (see DtmfDetector.__init__)
+_S16 = np.dtype("<i2")
 
 
 def tone(freqs: tuple[float, ...], ms: float, *, level_dbm0: float = -7.0, rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -112,23 +125,57 @@ def digit_tone(digit: str, ms: float = 80.0, *, level_dbm0: float = -7.0, twist_
 
 
 class DtmfDetector:
-    """Streaming detector: feed 20 ms frames (320 bytes s16le at 8 kHz) in order; one instance per call."""
+    """Streaming detector: feed 20 ms frames (320 bytes s16le at 8 kHz) in order; one instance per call.
+
+    The voice runner calls `process` for every frame of every live call on its event loop, so the work
+    is done in arrays allocated once per detector, with as few (and as one-dimensional) numpy calls as
+    possible: a frame is converted straight into the window matrix, its two half energies come from one
+    2x2 product, and a silent frame stops there. The arithmetic itself is that of the plain version
+    (float64 throughout: exact integer energies, the same Goertzel product, squares, sums and scaling), so
+    the verdicts are the same bit for bit; tests/test_dtmf_equivalence.py holds the plain version and
+    checks this.
+    """
 
     def __init__(self, params: DtmfParams | None = None) -> None:
         p = params or DtmfParams()
         self.params = p
         amp = DBM0_PEAK * 10 ** (p.min_level_dbm0 / 20)
         self._min_tone_ms = amp * amp / 2  # mean square of a sine at the minimum level
+        self._min_total_ms = 2 * self._min_tone_ms  # both tones at the minimum level
+        self._floor = self._min_total_ms * WINDOW  # the same, as a window's energy
         self._normal_twist = 10 ** (p.normal_twist_db / 10)
         self._reverse_twist = 10 ** (p.reverse_twist_db / 10)
         self._rel_peak = 10 ** (p.relative_peak_db / 10)
         self._row_harm = 10 ** (p.row_harmonic_db / 10)
         self._col_harm = 10 ** (p.col_harmonic_db / 10)
         self._balance = 10 ** (p.balance_db / 10)
+        self._energy_ratio = p.energy_ratio
+        # The two 20 ms windows ending in this frame, one per row: [previous half, first half] and the frame.
+        self._win = np.zeros((2, WINDOW))
+        self._frame = self._win[1]
+        self._halves = self._frame.reshape(2, HALF)
+        self._halves_t = self._halves.T
+        self._gram = np.empty((2, 2))  # the halves' dot products: their energies on the diagonal
+        self._prev_half = self._win[0, :HALF]
+        self._first_half = self._win[0, HALF:]
+        self._last_half = self._frame[HALF:]
+        self._raw = np.empty((2, 2 * _K))  # per window: Goertzel real parts, then imaginary parts
+        self._re = self._raw[:, :_K]
+        self._im = self._raw[:, _K:]
+        # Bin powers, one window per _ROW-long row (the _K bins, then padding): with _ROW a multiple of 3,
+        # one stride-3 view per frequency offset covers both windows' tone bins, so the best of each tone's
+        # 3 bins takes two 1-D maximum calls (2-D strided ufunc calls cost several times more). That makes
+        # _ROW // 3 tone powers per row: the 8 real ones, then maxima of harmonic bins and padding, unused.
+        power = np.zeros(2 * _ROW)
+        rows = power.reshape(2, _ROW)
+        self._bins = rows[:, :_K]
+        self._harmonics = rows[:, _TONE_BINS:_K]
+        self._offsets = tuple(power[i : _ROW + _TONE_BINS : 3] for i in range(3))
+        self._tones = np.empty(len(self._offsets[0]))
         self.reset()
 
     def reset(self) -> None:
-        self._prev = np.zeros(HALF)  # the last 10 ms half of the previous frame
+        self._last_half[...] = 0.0  # the last 10 ms half of the previous frame
         self._prev_energy = 0.0
         self._current: str | None = None
         self._candidate: str | None = None
@@ -144,52 +191,68 @@ class DtmfDetector:
         """Analyse one 20 ms frame."""
         if len(pcm) != 2 * FRAME_SAMPLES:
             raise DtmfError(f"DTMF detector expects 20 ms frames of {2 * FRAME_SAMPLES} bytes, got {len(pcm)}")
-        x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-        halves = x.reshape(2, HALF)
-        e1, e2 = np.einsum("ij,ij->i", halves, halves).tolist()
-        floor = 2 * self._min_tone_ms * WINDOW  # both tones at the minimum level
-        prev = self._prev
+        self._prev_half[...] = self._last_half  # before the new frame overwrites it
+        self._frame[...] = np.frombuffer(pcm, dtype=_S16)
+        (e1, _), (_, e2) = np.dot(self._halves, self._halves_t, out=self._gram).tolist()
         prev_e = self._prev_energy
-        self._prev = x[HALF:]
         self._prev_energy = e2
+        floor = self._floor
         if prev_e + e1 < floor and e1 + e2 < floor:
+            if self._current is None:  # all that two self._step(None) calls would do
+                self._candidate = None
+                self._count = 0
+                return _NOTHING
             d1 = self._step(None)
             d2 = self._step(None)
-            return DtmfFrameResult(d1 or d2, self._current is not None)
-        buf = np.concatenate((prev, x))
-        raw = buf[_WINDOWS] @ _BASIS  # (2 windows, 2K): Goertzel real and imaginary parts
-        power = (raw[:, :_K] ** 2 + raw[:, _K:] ** 2).tolist()
-        hit1, loose1 = self._window(power[0], prev_e, e1)
-        hit2, loose2 = self._window(power[1], e1, e2)
+            return _result(d1 or d2, self._current is not None)
+        self._first_half[...] = self._halves[0]
+        np.dot(self._win, _BASIS, out=self._raw)
+        np.square(self._raw, out=self._raw)
+        np.add(self._re, self._im, out=self._bins)
+        tones = self._tones
+        a, b, c = self._offsets
+        np.maximum(a, b, out=tones)
+        np.maximum(tones, c, out=tones)
+        # Scaling after the max is the same: rounding x * _SCALE is monotonic in x, so it commutes with max.
+        np.multiply(tones, _SCALE_0D, out=tones)
+        t = tones.tolist()
+        h1, h2 = self._harmonics.tolist()
+        hit1, loose1 = self._window(t[:8], h1, prev_e, e1)
+        hit2, loose2 = self._window(t[_ROW // 3 : _ROW // 3 + 8], h2, e1, e2)
         d1 = self._step(hit1)
         d2 = self._step(hit2)
-        return DtmfFrameResult(d1 or d2, loose1 or loose2 or self._current is not None)
+        return _result(d1 or d2, loose1 or loose2 or self._current is not None)
 
-    def _window(self, power: list[float], ea: float, eb: float) -> tuple[str | None, bool]:
-        """Test one 20 ms window; returns (digit if it passes every check, whether a tone pair is present)."""
+    def _window(
+        self, tones: list[float], harmonics: list[float], ea: float, eb: float
+    ) -> tuple[str | None, bool]:
+        """Test one 20 ms window; returns (digit if it passes every check, whether a tone pair is present).
+
+        `tones`: the 8 tone powers (rows then columns), scaled; `harmonics`: their 2nd harmonics' powers,
+        not scaled yet. Every failed check gives the same answer, so the cheapest, most selective go first.
+        """
         total_ms = (ea + eb) / WINDOW
-        if total_ms < 2 * self._min_tone_ms:
+        if total_ms < self._min_total_ms:
             return None, False
-        p = [v * _SCALE for v in power]
-        tones = [max(p[3 * i], p[3 * i + 1], p[3 * i + 2]) for i in range(8)]
         rows = tones[:4]
         cols = tones[4:]
-        r = max(range(4), key=rows.__getitem__)
-        c = max(range(4), key=cols.__getitem__)
-        rp = rows[r]
-        cp = cols[c]
+        rp = max(rows)
+        cp = max(cols)
+        if rp + cp < self._energy_ratio * total_ms:
+            return None, False
         if rp < self._min_tone_ms or cp < self._min_tone_ms:
             return None, False
         if rp > cp * self._normal_twist or cp > rp * self._reverse_twist:
             return None, False
-        for i in range(4):
-            if i != r and rows[i] * self._rel_peak > rp:
-                return None, False
-            if i != c and cols[i] * self._rel_peak > cp:
-                return None, False
-        if p[24 + r] * self._row_harm > rp or p[28 + c] * self._col_harm > cp:
+        r = rows.index(rp)  # the first of equal bests, as max() over the indexes picked it
+        c = cols.index(cp)
+        if harmonics[r] * _SCALE * self._row_harm > rp or harmonics[4 + c] * _SCALE * self._col_harm > cp:
             return None, False
-        if rp + cp < self.params.energy_ratio * total_ms:
+        # Relative peak: every other tone times the margin stays below the best. Rounding x * margin is
+        # monotonic in x, so testing the runner-up (equal to the best on a tie) tests them all.
+        rows.sort()
+        cols.sort()
+        if rows[2] * self._rel_peak > rp or cols[2] * self._rel_peak > cp:
             return None, False
         # The tone pair is there; it counts towards a digit only if it fills the window evenly.
         lo, hi = (ea, eb) if ea <= eb else (eb, ea)
