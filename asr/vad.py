@@ -13,6 +13,13 @@ import webrtcvad
 SAMPLE_RATE = 8000
 FRAME_BYTES = 320  # 20 ms at 8 kHz, s16le
 
+_S16 = np.dtype("<i2")
+# The gate's energy was first a float32 dot product. It equals the exact sum of squares while that sum is
+# below 2**24 (every square and partial sum is then an integer float32 holds), and above it stays within
+# 160 * 2**-24 of it, so for a threshold up to 2**24 - 2**8 the exact sum (float64 is exact here: at most
+# 160 * 2**30) gives the same verdicts. Above that (min_rms > 323) the float32 product is kept as it was.
+_EXACT_GATE_MAX = float(2**24 - 2**8)
+
 
 class VadError(ValueError):
     """A frame is not 20 ms of 8 kHz s16le audio, or the mode is out of range."""
@@ -28,12 +35,20 @@ class Vad:
         self._vad = webrtcvad.Vad(mode)
         # Sum of squares over the frame below which a frame is never speech (about -55 dBFS RMS by default).
         self._min_energy = min_rms * min_rms * (FRAME_BYTES // 2)
+        self._exact_gate = self._min_energy <= _EXACT_GATE_MAX
+        self._x = np.empty(FRAME_BYTES // 2)  # the frame as float64, reused
 
     def is_speech(self, pcm: bytes) -> bool:
         """True when the 20 ms frame carries speech."""
         if len(pcm) != FRAME_BYTES:
             raise VadError(f"VAD expects 20 ms frames of {FRAME_BYTES} bytes (8 kHz s16le), got {len(pcm)}")
-        x = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
-        if float(np.dot(x, x)) < self._min_energy:
+        if self._exact_gate:
+            x = self._x
+            x[...] = np.frombuffer(pcm, dtype=_S16)
+            energy = float(np.dot(x, x))
+        else:
+            x32 = np.frombuffer(pcm, dtype=_S16).astype(np.float32)
+            energy = float(np.dot(x32, x32))
+        if energy < self._min_energy:
             return False
         return bool(self._vad.is_speech(pcm, SAMPLE_RATE))
