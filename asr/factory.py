@@ -4,9 +4,12 @@ which implement its protocol, and the protocol do not import each other."""
 from __future__ import annotations
 
 from asr.base import AsrError, Recognizer
+from asr.vosk_asr import DEFAULT_FRAMES_PER_CHUNK
 
 
-def make_recognizer(engine: str, *, model_path: str = "", server_url: str = "", threads: int = 0) -> Recognizer:
+def make_recognizer(
+    engine: str, *, model_path: str = "", server_url: str = "", threads: int = 0, frames_per_chunk: int = DEFAULT_FRAMES_PER_CHUNK
+) -> Recognizer:
     """The recognizer `asr.engine` names (`vosk` or `vosk-server`); pass the fields of config `asr`.
 
     Raises:
@@ -16,7 +19,7 @@ def make_recognizer(engine: str, *, model_path: str = "", server_url: str = "", 
     if engine == "vosk":
         from asr.vosk_asr import VoskRecognizer
 
-        return VoskRecognizer(model_path, threads=threads)
+        return VoskRecognizer(model_path, threads=threads, frames_per_chunk=frames_per_chunk)
     if engine == "vosk-server":
         from asr.vosk_server import VoskServerRecognizer
 

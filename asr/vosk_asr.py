@@ -21,6 +21,18 @@
   Backpressure: each stream has a bounded queue of pending chunks; `feed()` waits when it is full, so a
   slow machine slows the feeders instead of growing memory.
 - The final result's confidence is the mean per-word confidence (`SetWords(True)`).
+- Cost per second of audio: the acoustic network is most of it, and Kaldi evaluates it in chunks of
+  `--frames-per-chunk` input frames (default 20, i.e. 200 ms). Small chunks make small matrix products,
+  and most of the time went into packing them (`sgemm_incopy`). `asr.frames_per_chunk` > 0 loads the
+  model with that chunk size unless its own `conf/model.conf` sets one. Vosk reads the option from
+  model.conf only, so the model is then loaded through a temporary overlay directory: links to the
+  model's files and a copy of model.conf with the option added. Off by default: on the Korean test model
+  in grammar mode 51 frames cut the CPU per second of audio from 0.035 to 0.023, but it changes the
+  online i-vector timing and with it some transcripts (one test utterance lost its first word; 29 vs 30
+  exact of 80 synthesized ones; docs/performance.md). A center can turn it on after checking it on its
+  own recordings.
+- Audio is resampled once per 200 ms chunk (not per 20 ms frame), and the partial result is asked for
+  at most once a second of audio: both ran for every call's every frame or chunk.
 """
 
 from __future__ import annotations
@@ -32,18 +44,21 @@ import itertools
 import json
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from asr.base import AsrError, AsrResult
-from asr.resample import ASR_RATE, StreamResampler
+from asr.resample import ASR_RATE, TELEPHONE_RATE, StreamResampler
 
 log = logging.getLogger(__name__)
 
 UNK = "[unk]"
 _MAX_WORD_CHARS = 8
+DEFAULT_FRAMES_PER_CHUNK = 0  # 0: as the model says (Kaldi's default is 20); see the module docstring
+_PARTIAL_EVERY = 5  # chunks (of 200 ms) between two partial results
 
 _models: dict[str, Any] = {}
 _models_lock = threading.Lock()
@@ -56,14 +71,53 @@ def _vosk() -> Any:
     return vosk
 
 
-def shared_model(path: str | os.PathLike[str]) -> Any:
-    """The process-wide `vosk.Model` for a model directory, loaded on first use.
+def _conf_sets(conf: Path, option: str) -> bool:
+    try:
+        lines = conf.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    return any(line.strip().startswith(f"--{option}=") for line in lines)
+
+
+def needs_overlay(p: Path, frames_per_chunk: int) -> bool:
+    """Whether model directory p must be loaded through an overlay to get `frames_per_chunk`."""
+    conf = p / "conf" / "model.conf"
+    return frames_per_chunk > 0 and conf.is_file() and not _conf_sets(conf, "frames-per-chunk")
+
+
+def write_overlay(p: Path, dest: Path, frames_per_chunk: int) -> None:
+    """Fill the empty directory `dest` with links to model p's files and a model.conf with the chunk size."""
+    for entry in p.iterdir():
+        if entry.name != "conf":
+            (dest / entry.name).symlink_to(entry)
+    (dest / "conf").mkdir()
+    for entry in (p / "conf").iterdir():
+        if entry.name != "model.conf":
+            (dest / "conf" / entry.name).symlink_to(entry)
+    text = (p / "conf" / "model.conf").read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text += "\n"
+    (dest / "conf" / "model.conf").write_text(f"{text}--frames-per-chunk={frames_per_chunk}\n", encoding="utf-8")
+
+
+def _load(p: Path, frames_per_chunk: int) -> Any:
+    """`vosk.Model` for directory p, through a temporary overlay when the chunk size must be added
+    (Vosk reads every file while the model loads, so the overlay goes away right after)."""
+    if not needs_overlay(p, frames_per_chunk):
+        return _vosk().Model(str(p))
+    with tempfile.TemporaryDirectory(prefix="outreach-vosk-") as tmp:
+        write_overlay(p, Path(tmp), frames_per_chunk)
+        return _vosk().Model(tmp)
+
+
+def shared_model(path: str | os.PathLike[str], *, frames_per_chunk: int = DEFAULT_FRAMES_PER_CHUNK) -> Any:
+    """The process-wide `vosk.Model` for a model directory (and chunk setting), loaded on first use.
 
     Raises:
         AsrError: the directory is missing or is not a Vosk model.
     """
     p = Path(path).expanduser().resolve()
-    key = str(p)
+    key = f"{p}#{frames_per_chunk}"
     with _models_lock:
         model = _models.get(key)
         if model is not None:
@@ -73,9 +127,11 @@ def shared_model(path: str | os.PathLike[str]) -> Any:
                 f"vosk: no model at {p} (expected a Vosk model directory with am/ and graph/); "
                 "download one with `outreach models download vosk-small-cn`"
             )
-        log.info("loading Vosk model %s", p)
+        log.info("loading Vosk model %s (frames per chunk %s)", p, frames_per_chunk or "as the model says")
         try:
-            model = _vosk().Model(key)
+            model = _load(p, frames_per_chunk)
+        except OSError as exc:
+            raise AsrError(f"vosk: cannot prepare the model at {p}: {exc}") from exc
         except Exception as exc:  # the binding raises a bare Exception
             raise AsrError(f"vosk: cannot load the model at {p}: {exc}") from exc
         _models[key] = model
@@ -85,7 +141,7 @@ def shared_model(path: str | os.PathLike[str]) -> Any:
 def loaded_models() -> list[str]:
     """Directories of the models loaded in this process (for diagnostics and tests)."""
     with _models_lock:
-        return sorted(_models)
+        return sorted({k.rsplit("#", 1)[0] for k in _models})
 
 
 def supports_grammar(model_path: str | os.PathLike[str]) -> bool:
@@ -174,7 +230,13 @@ def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) ->
 
 
 class DecodePool:
-    """Decoding threads taking jobs by priority (URGENT before BULK), first come first served within one.
+    """Decoding threads taking jobs by priority (URGENT before BULK), then by `order`, then first come.
+
+    A stream's bulk audio is ordered by the time its utterance began: when more residents speak at once
+    than the threads can keep up with, the utterances that began first (and so end first) are kept up to
+    date, and the backlog gathers on the ones that began last, which have the most time left to catch up.
+    First come first served instead spread the backlog over every stream, so every final result waited
+    for its own stream's backlog.
 
     `escalate()` moves a job that is still waiting up to a higher priority (a lazy heap: the old entry is
     skipped when it comes up, since the job was taken already).
@@ -182,7 +244,7 @@ class DecodePool:
 
     def __init__(self, threads: int, *, name: str = "vosk") -> None:
         self.threads = threads
-        self._heap: list[tuple[int, int, DecodeJob | None]] = []
+        self._heap: list[tuple[int, float, int, DecodeJob | None]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._stopping = False
@@ -192,13 +254,16 @@ class DecodePool:
         for w in self._workers:
             w.start()
 
-    def submit(self, fn: Callable[[], Any], priority: int = BULK) -> DecodeJob:
-        """Queue `fn` for a decoding thread; await `job.future` on the running loop for its result."""
+    def submit(self, fn: Callable[[], Any], priority: int = BULK, order: float = 0.0) -> DecodeJob:
+        """Queue `fn` for a decoding thread; await `job.future` on the running loop for its result.
+
+        Within a priority, lower `order` goes first (the stream's utterance start time for bulk audio).
+        """
         job = DecodeJob(fn, priority, asyncio.get_running_loop())
         with self._cond:
             if self._stopping:
                 raise AsrError("vosk: the decoding pool is shut down")
-            heapq.heappush(self._heap, (priority, next(self._seq), job))
+            heapq.heappush(self._heap, (priority, order, next(self._seq), job))
             self._cond.notify()
         return job
 
@@ -207,12 +272,12 @@ class DecodePool:
             if job.taken or job.priority <= priority:
                 return
             job.priority = priority
-            heapq.heappush(self._heap, (priority, next(self._seq), job))
+            heapq.heappush(self._heap, (priority, 0.0, next(self._seq), job))
             self._cond.notify()
 
     def pending(self) -> int:
         with self._cond:
-            return sum(1 for _, _, j in self._heap if j is not None and not j.taken)
+            return sum(1 for *_, j in self._heap if j is not None and not j.taken)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the threads; jobs still waiting are dropped (their futures are cancelled)."""
@@ -220,12 +285,12 @@ class DecodePool:
             if self._stopping:
                 return
             self._stopping = True
-            dropped = [j for _, _, j in self._heap if j is not None and not j.taken]
+            dropped = [j for *_, j in self._heap if j is not None and not j.taken]
             for j in dropped:
                 j.taken = True
             self._heap.clear()
             for _ in self._workers:
-                heapq.heappush(self._heap, (-1, next(self._seq), None))
+                heapq.heappush(self._heap, (-1, 0.0, next(self._seq), None))
             self._cond.notify_all()
         for j in dropped:
             try:
@@ -242,7 +307,7 @@ class DecodePool:
             with self._cond:
                 while not self._heap:
                     self._cond.wait()
-                _, _, job = heapq.heappop(self._heap)
+                *_, job = heapq.heappop(self._heap)
                 if job is None:
                     return
                 if job.taken:
@@ -273,13 +338,16 @@ class VoskRecognizer:
         chunk_ms: int = 200,
         max_queued_chunks: int = 25,
         words: bool = True,
+        frames_per_chunk: int = DEFAULT_FRAMES_PER_CHUNK,
     ) -> None:
         self.model_path = str(model_path)
-        self.model = shared_model(model_path)
+        self.frames_per_chunk = frames_per_chunk
+        self.model = shared_model(model_path, frames_per_chunk=frames_per_chunk)
         self.grammar_ok = supports_grammar(model_path)
         self.threads = threads or os.cpu_count() or 1
         self.pool = DecodePool(self.threads, name="vosk")
         self.chunk_bytes = ASR_RATE * 2 * chunk_ms // 1000
+        self.chunk_bytes_8k = self.chunk_bytes * TELEPHONE_RATE // ASR_RATE
         self.max_queued_chunks = max_queued_chunks
         self.words = words
         self._grammar_cache: dict[tuple[str, ...], list[str] | None] = {}
@@ -314,7 +382,10 @@ class VoskStream:
         self._want: list[str] | None = None  # of the chunk being decoded (pool thread)
         self._rec_grammar: list[str] | None = None
         self._resampler = StreamResampler()
+        self._raw = bytearray()  # 8 kHz audio not yet resampled (resampled a chunk at a time)
         self._buf = bytearray()
+        self._chunks = 0  # audio chunks decoded since the last partial result
+        self._utt_t0: float | None = None  # loop time of the current utterance's first audio (pool order)
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(owner.max_queued_chunks)
         self._worker: asyncio.Task[None] | None = None
         self._inflight: DecodeJob | None = None  # this stream's job in the pool, if any
@@ -334,7 +405,14 @@ class VoskStream:
 
     async def feed(self, pcm_8k: bytes) -> None:
         self._check()
-        self._buf += self._resampler.process(pcm_8k)
+        if self._utt_t0 is None:
+            self._utt_t0 = asyncio.get_running_loop().time()
+        raw = self._raw
+        raw += pcm_8k
+        if len(raw) < self._owner.chunk_bytes_8k:
+            return
+        self._buf += self._resampler.process(bytes(raw))
+        raw.clear()
         while len(self._buf) >= self._owner.chunk_bytes:
             chunk = bytes(self._buf[: self._owner.chunk_bytes])
             del self._buf[: self._owner.chunk_bytes]
@@ -342,10 +420,14 @@ class VoskStream:
 
     async def finish(self) -> AsrResult:
         self._check()
+        if self._raw:
+            self._buf += self._resampler.process(bytes(self._raw))
+            self._raw.clear()
         self._buf += self._resampler.flush()
         if self._buf:
             await self._put(("audio", (bytes(self._buf), self._grammar)))
             self._buf.clear()
+        self._utt_t0 = None
         fut: asyncio.Future[AsrResult] = asyncio.get_running_loop().create_future()
         await self._put(("final", fut))
         self._urgent()
@@ -356,7 +438,9 @@ class VoskStream:
     async def cancel(self) -> None:
         self._check()
         self._resampler.reset()
+        self._raw.clear()
         self._buf.clear()
+        self._utt_t0 = None
         fut: asyncio.Future[AsrResult] = asyncio.get_running_loop().create_future()
         await self._put(("cancel", fut))
         self._urgent()
@@ -466,7 +550,11 @@ class VoskStream:
         if rec.AcceptWaveform(chunk):
             _collect(json.loads(rec.Result()), self._texts, self._confs)
             self._partial = " ".join(self._texts)
-        else:
+            self._chunks = 0
+            return
+        self._chunks += 1
+        if self._chunks >= _PARTIAL_EVERY:  # nothing decides on partials: a glimpse a second is enough
+            self._chunks = 0
             partial = json.loads(rec.PartialResult()).get("partial", "")
             self._partial = " ".join([*self._texts, *(t for t in partial.split() if t != UNK)])
 
@@ -477,6 +565,7 @@ class VoskStream:
         conf = sum(self._confs) / len(self._confs) if self._confs else 0.0
         self._texts = []
         self._confs = []
+        self._chunks = 0
         return AsrResult(text, round(conf, 4))
 
     def _reset(self) -> None:

@@ -9,7 +9,10 @@ Per call it runs a listener task next to the controller (the `run()` coroutine),
   include a wait for the next tick; that frame counts as the next tick's, so the call stays at real time;
 - the *listener* reads the caller's events: every audio frame goes through the in-band DTMF detector and
   the VAD into the endpointer (`asr.turn`); speech is streamed to the recognizer from a little before its
-  detected start (pre-roll) to the end of the turn; key presses (in-band or out-of-band) and hang-ups are
+  detected start (pre-roll) to the end of the turn, except that a run of silence is sent only up to
+  `recognizer_tail_ms`: the rest is held back and sent when speech resumes, or dropped when the turn
+  ends (the endpointer waits `trailing_silence_ms` to decide that, but the recognizer needs only a short
+  tail to close the last word, and decoding is most of a call's CPU); key presses (in-band or out-of-band) and hang-ups are
   passed on at once.
 
 The controller turns actions into audio and listening and feeds the engine's events back:
@@ -95,6 +98,7 @@ class RunnerSettings:
     vad_mode: int = 2
     inband_dtmf: bool = True
     preroll_frames: int = 10  # audio kept from before the detected speech start (200 ms)
+    recognizer_tail_ms: int = 300  # silence after speech still sent to the recognizer (the rest waits)
     frame_period_s: float = 0.020  # shorter in tests: the whole dialog runs faster than real time
     media_timeout_s: float = 10.0  # no audio from the call at all for this long: treat as hung up
 
@@ -103,6 +107,8 @@ class RunnerSettings:
             raise RunnerError(f"keep_answer_audio must be one of {', '.join(KEEP_MODES)}, got {self.keep_answer_audio!r}")
         if self.frame_period_s <= 0:
             raise RunnerError(f"frame_period_s must be > 0, got {self.frame_period_s}")
+        if self.recognizer_tail_ms < 20:
+            raise RunnerError(f"recognizer_tail_ms must be >= 20, got {self.recognizer_tail_ms}")
 
     @classmethod
     def from_config(cls, turn: Any, **overrides: Any) -> RunnerSettings:
@@ -111,6 +117,7 @@ class RunnerSettings:
             trailing_silence_ms=turn.trailing_silence_ms,
             barge_in_ms=turn.barge_in_ms,
             max_utterance_s=turn.max_utterance_s,
+            recognizer_tail_ms=turn.recognizer_tail_ms,
             keep_answer_audio=turn.keep_answer_audio,
             audio_dir=turn.audio_dir,
         )
@@ -181,6 +188,9 @@ class DialogRunner:
         self._stream: AsrStream | None = None
         self._asr_active = False  # the current utterance is being streamed to the recognizer
         self._asr_failed = False  # the recognizer failed on the current utterance: stop feeding it
+        self._tail_frames = max(1, s.recognizer_tail_ms // 20)
+        self._unvoiced = 0  # unvoiced frames in a row sent to the recognizer in this utterance
+        self._held: list[bytes] = []  # silence past the tail: sent if speech resumes, else dropped
         self._hints: tuple[str, ...] = ()
         self._capture: bytearray | None = None
         self._keep_current = False
@@ -532,7 +542,18 @@ class DialogRunner:
                 return
         voiced = False if tone else self._vad.is_speech(pcm)
         if self._asr_active:
-            await self._feed(pcm)
+            if voiced:
+                if self._held:
+                    held, self._held = self._held, []
+                    for frame in held:
+                        await self._feed(frame)
+                self._unvoiced = 0
+                await self._feed(pcm)
+            elif self._unvoiced < self._tail_frames:
+                self._unvoiced += 1
+                await self._feed(pcm)
+            else:
+                self._held.append(pcm)
             if self._capture is not None:
                 self._capture += pcm
         ev = ep.push(voiced)
@@ -544,6 +565,8 @@ class DialogRunner:
             lookback = list(self._preroll)
             self._asr_active = True
             self._asr_failed = False
+            self._unvoiced = 0
+            self._held = []
             for frame in lookback:
                 await self._feed(frame)
             self._capture = bytearray(b"".join(lookback)) if self._keep_current else None
@@ -553,6 +576,7 @@ class DialogRunner:
             await self._drop_utterance()
         elif ev in (TurnEvent.END_OF_TURN, TurnEvent.MAX_UTTERANCE):
             self._asr_active = False
+            self._held = []
             capture = bytes(self._capture) if self._capture is not None else None
             self._capture = None
             reason = "max_utterance" if ev is TurnEvent.MAX_UTTERANCE else "silence"
@@ -587,6 +611,7 @@ class DialogRunner:
         self._endpointer.reset_speech()
         self._capture = None
         self._asr_failed = False
+        self._held = []
         if self._asr_active:
             self._asr_active = False
             assert self._stream is not None

@@ -113,6 +113,10 @@ class AsrConfig(_Section):
     model_path: str = "./var/models/vosk-model-small-cn-0.22"
     server_url: str = "ws://127.0.0.1:2700"
     threads: int = Field(0, ge=0, description="0 = one per core")
+    frames_per_chunk: int = Field(
+        0, ge=0, le=200,
+        description="Kaldi's --frames-per-chunk for in-process Vosk unless the model's conf/model.conf sets it; 0 = as the model says (Kaldi's 20)",
+    )
 
 
 class ModelsConfig(_Section):
@@ -130,6 +134,9 @@ class TurnConfig(_Section):
     no_input_s: float = Field(5.0, gt=0)
     barge_in_ms: int = Field(300, ge=60, le=2000)
     max_utterance_s: float = Field(15.0, gt=0)
+    recognizer_tail_ms: int = Field(
+        300, ge=100, le=3000, description="silence after the last speech that still goes to the recognizer"
+    )
     keep_answer_audio: Literal["none", "risk", "all"] = "risk"
     audio_dir: str = "./var/answers"
 

@@ -56,7 +56,7 @@ async def test_a_call_answered_by_voice_is_recognized_by_vosk(pbx: FakeAsterisk,
             report = await run_dialog(session, res.media, recognizer, prompt_audio, settings)
     finally:
         await recognizer.close()
-    assert report.result.outcome == "completed", report.turns
+    assert report.result.outcome == "completed", [(t.get("kind"), t.get("text")) for t in report.turns]
     assert {k: a.value for k, a in report.result.answers.items()} == {"feeling": "good", "more": "thanks"}
     texts = [t["text"] for t in report.turns]
     assert texts[0].split()[0] == "좋아요" and texts[1].split()[0] == "감사합니다"

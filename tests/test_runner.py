@@ -457,3 +457,45 @@ async def test_concurrent_calls_share_one_frame_pacer(script: Script, speech: by
     for report, caller, _ in runs:
         assert report.result.outcome == "completed"
         assert caller.heard_frames == report.frames_out > 0
+
+
+async def test_the_recognizer_gets_a_short_silence_tail_and_every_pause_inside_the_answer(
+    script: Script, speech: bytes, tmp_path: Path
+) -> None:
+    # The endpointer waits 700 ms of silence to end the turn; the recognizer needs only a short tail
+    # (turn.recognizer_tail_ms, 300 ms) after the last word: the rest is never decoded. A pause inside
+    # the answer longer than the tail (500 ms here) is sent in full once the resident speaks again.
+    x = np.frombuffer(speech, dtype="<i2")
+    loud = np.flatnonzero(np.abs(x) > 300)
+    word = x[loud[0] : loud[-1] + 1].tobytes()  # the speech without espeak's own leading/trailing silence
+
+    async def resident(c: MemoryCaller) -> None:
+        await c.wait_for_silence(frames=15)
+        await c.play(word + to_pcm(silence(500)) + word)
+        await c.wait_for_silence(frames=15)
+        await c.hangup()
+
+    report, _, asr = await call(script, resident, ["是的"], tmp_path, keep_answer_audio="all")
+    first = report.turns[0]
+    assert (first["node"], first["kind"], first["text"]) == ("greeting", "speech", "是的")
+    with wave.open(str(tmp_path / "answers" / first["audio"])) as w:
+        kept = w.getnframes() * 2  # everything the turn heard: pre-roll, the answer, 700 ms of silence
+    fed = asr.log[0][2]
+    assert kept >= 2 * len(word) + 500 * 16  # the kept audio has the whole answer and the pause
+    assert fed == kept - (700 - 300) * 16  # only the end of the trailing silence is missing (16 bytes/ms)
+
+
+async def test_a_recognizer_tail_longer_than_the_turns_silence_sends_everything(
+    script: Script, speech: bytes, tmp_path: Path
+) -> None:
+    async def resident(c: MemoryCaller) -> None:
+        await c.wait_for_silence(frames=15)
+        await c.play(speech)
+        await c.wait_for_silence(frames=15)
+        await c.hangup()
+
+    report, _, asr = await call(script, resident, ["是的"], tmp_path, keep_answer_audio="all", recognizer_tail_ms=1000)
+    with wave.open(str(tmp_path / "answers" / report.turns[0]["audio"])) as w:
+        assert asr.log[0][2] == w.getnframes() * 2
+    with pytest.raises(RunnerError, match="recognizer_tail_ms"):
+        RunnerSettings(recognizer_tail_ms=10)

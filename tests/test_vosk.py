@@ -112,3 +112,38 @@ async def test_backpressure_with_a_tiny_queue_still_decodes_everything() -> None
         assert text.split()[0] == "안녕하세요"
     finally:
         await rec.close()
+
+
+def test_a_chunk_size_is_added_through_an_overlay_and_never_overrides_the_models_own(tmp_path: Path) -> None:
+    from asr.vosk_asr import needs_overlay, write_overlay
+
+    model = Path(MODEL)
+    assert not needs_overlay(model, 0)  # the default: the model as it is
+    assert needs_overlay(model, 51)
+    dest = tmp_path / "overlay"
+    dest.mkdir()
+    write_overlay(model, dest, 51)
+    for name in ("am", "graph", "ivector"):
+        assert (dest / name).is_symlink() and (dest / name).resolve() == (model / name).resolve()
+    assert (dest / "conf" / "mfcc.conf").resolve() == (model / "conf" / "mfcc.conf").resolve()
+    conf = (dest / "conf" / "model.conf").read_text(encoding="utf-8")
+    assert conf == (model / "conf" / "model.conf").read_text(encoding="utf-8") + "--frames-per-chunk=51\n"
+    assert not (model / "conf" / "model.conf").read_text(encoding="utf-8").count("frames-per-chunk")  # untouched
+    # A model whose own conf sets a chunk size keeps it.
+    own = tmp_path / "own"
+    (own / "conf").mkdir(parents=True)
+    (own / "conf" / "model.conf").write_text("--beam=10.0\n--frames-per-chunk=30\n", encoding="utf-8")
+    assert not needs_overlay(own, 51)
+
+
+def test_a_model_loaded_with_a_larger_chunk_recognizes_through_the_same_path() -> None:
+    rec = VoskRecognizer(MODEL, threads=1, frames_per_chunk=51)
+    try:
+        assert rec.model is not shared_model(MODEL)  # its own model object (the setting is part of the key)
+        assert rec.model is shared_model(MODEL, frames_per_chunk=51)
+        assert loaded_models().count(str(Path(MODEL).resolve())) == 1
+        text, confidence = asyncio.run(_recognize(rec, espeak("안녕하세요", voice="ko"), WORDS))
+        assert text.split()[0] == "안녕하세요" and 0 < confidence <= 1
+    finally:
+        asyncio.run(rec.close())
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("outreach-vosk-*"))  # the overlay is gone
