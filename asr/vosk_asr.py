@@ -230,13 +230,7 @@ def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) ->
 
 
 class DecodePool:
-    """Decoding threads taking jobs by priority (URGENT before BULK), then by `order`, then first come.
-
-    A stream's bulk audio is ordered by the time its utterance began: when more residents speak at once
-    than the threads can keep up with, the utterances that began first (and so end first) are kept up to
-    date, and the backlog gathers on the ones that began last, which have the most time left to catch up.
-    First come first served instead spread the backlog over every stream, so every final result waited
-    for its own stream's backlog.
+    """Decoding threads taking jobs by priority (URGENT before BULK), first come first served within one.
 
     `escalate()` moves a job that is still waiting up to a higher priority (a lazy heap: the old entry is
     skipped when it comes up, since the job was taken already).
@@ -244,7 +238,7 @@ class DecodePool:
 
     def __init__(self, threads: int, *, name: str = "vosk") -> None:
         self.threads = threads
-        self._heap: list[tuple[int, float, int, DecodeJob | None]] = []
+        self._heap: list[tuple[int, int, DecodeJob | None]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._stopping = False
@@ -254,16 +248,13 @@ class DecodePool:
         for w in self._workers:
             w.start()
 
-    def submit(self, fn: Callable[[], Any], priority: int = BULK, order: float = 0.0) -> DecodeJob:
-        """Queue `fn` for a decoding thread; await `job.future` on the running loop for its result.
-
-        Within a priority, lower `order` goes first (the stream's utterance start time for bulk audio).
-        """
+    def submit(self, fn: Callable[[], Any], priority: int = BULK) -> DecodeJob:
+        """Queue `fn` for a decoding thread; await `job.future` on the running loop for its result."""
         job = DecodeJob(fn, priority, asyncio.get_running_loop())
         with self._cond:
             if self._stopping:
                 raise AsrError("vosk: the decoding pool is shut down")
-            heapq.heappush(self._heap, (priority, order, next(self._seq), job))
+            heapq.heappush(self._heap, (priority, next(self._seq), job))
             self._cond.notify()
         return job
 
@@ -272,12 +263,12 @@ class DecodePool:
             if job.taken or job.priority <= priority:
                 return
             job.priority = priority
-            heapq.heappush(self._heap, (priority, 0.0, next(self._seq), job))
+            heapq.heappush(self._heap, (priority, next(self._seq), job))
             self._cond.notify()
 
     def pending(self) -> int:
         with self._cond:
-            return sum(1 for *_, j in self._heap if j is not None and not j.taken)
+            return sum(1 for _, _, j in self._heap if j is not None and not j.taken)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the threads; jobs still waiting are dropped (their futures are cancelled)."""
@@ -285,12 +276,12 @@ class DecodePool:
             if self._stopping:
                 return
             self._stopping = True
-            dropped = [j for *_, j in self._heap if j is not None and not j.taken]
+            dropped = [j for _, _, j in self._heap if j is not None and not j.taken]
             for j in dropped:
                 j.taken = True
             self._heap.clear()
             for _ in self._workers:
-                heapq.heappush(self._heap, (-1, 0.0, next(self._seq), None))
+                heapq.heappush(self._heap, (-1, next(self._seq), None))
             self._cond.notify_all()
         for j in dropped:
             try:
@@ -307,7 +298,7 @@ class DecodePool:
             with self._cond:
                 while not self._heap:
                     self._cond.wait()
-                *_, job = heapq.heappop(self._heap)
+                _, _, job = heapq.heappop(self._heap)
                 if job is None:
                     return
                 if job.taken:
@@ -385,7 +376,6 @@ class VoskStream:
         self._raw = bytearray()  # 8 kHz audio not yet resampled (resampled a chunk at a time)
         self._buf = bytearray()
         self._chunks = 0  # audio chunks decoded since the last partial result
-        self._utt_t0: float | None = None  # loop time of the current utterance's first audio (pool order)
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(owner.max_queued_chunks)
         self._worker: asyncio.Task[None] | None = None
         self._inflight: DecodeJob | None = None  # this stream's job in the pool, if any
@@ -405,14 +395,10 @@ class VoskStream:
 
     async def feed(self, pcm_8k: bytes) -> None:
         self._check()
-        if self._utt_t0 is None:
-            self._utt_t0 = asyncio.get_running_loop().time()
-        raw = self._raw
-        raw += pcm_8k
-        if len(raw) < self._owner.chunk_bytes_8k:
+        self._raw += pcm_8k
+        if len(self._raw) < self._owner.chunk_bytes_8k:
             return
-        self._buf += self._resampler.process(bytes(raw))
-        raw.clear()
+        self._resample_raw()
         while len(self._buf) >= self._owner.chunk_bytes:
             chunk = bytes(self._buf[: self._owner.chunk_bytes])
             del self._buf[: self._owner.chunk_bytes]
@@ -420,14 +406,11 @@ class VoskStream:
 
     async def finish(self) -> AsrResult:
         self._check()
-        if self._raw:
-            self._buf += self._resampler.process(bytes(self._raw))
-            self._raw.clear()
+        self._resample_raw()
         self._buf += self._resampler.flush()
         if self._buf:
             await self._put(("audio", (bytes(self._buf), self._grammar)))
             self._buf.clear()
-        self._utt_t0 = None
         fut: asyncio.Future[AsrResult] = asyncio.get_running_loop().create_future()
         await self._put(("final", fut))
         self._urgent()
@@ -440,7 +423,6 @@ class VoskStream:
         self._resampler.reset()
         self._raw.clear()
         self._buf.clear()
-        self._utt_t0 = None
         fut: asyncio.Future[AsrResult] = asyncio.get_running_loop().create_future()
         await self._put(("cancel", fut))
         self._urgent()
@@ -460,6 +442,12 @@ class VoskStream:
         self._rec = None
 
     # ------------------------------------------------------------------ internals
+
+    def _resample_raw(self) -> None:
+        """Move the 8 kHz audio gathered so far through the resampler (one call per chunk, not per frame)."""
+        if self._raw:
+            self._buf += self._resampler.process(bytes(self._raw))
+            self._raw.clear()
 
     def _check(self) -> None:
         if self._closed:

@@ -48,7 +48,7 @@ from typing import Any
 
 from asr.base import AsrError, AsrResult, AsrStream, Recognizer
 from asr.dtmf import DtmfDetector
-from asr.turn import Endpointer, Phase, TurnEvent, TurnParams
+from asr.turn import FRAME_MS, Endpointer, Phase, TurnEvent, TurnParams
 from asr.vad import Vad
 from common.atomic import atomic_write_bytes
 from dialer.media import (
@@ -107,8 +107,8 @@ class RunnerSettings:
             raise RunnerError(f"keep_answer_audio must be one of {', '.join(KEEP_MODES)}, got {self.keep_answer_audio!r}")
         if self.frame_period_s <= 0:
             raise RunnerError(f"frame_period_s must be > 0, got {self.frame_period_s}")
-        if self.recognizer_tail_ms < 20:
-            raise RunnerError(f"recognizer_tail_ms must be >= 20, got {self.recognizer_tail_ms}")
+        if self.recognizer_tail_ms < FRAME_MS:
+            raise RunnerError(f"recognizer_tail_ms must be >= {FRAME_MS}, got {self.recognizer_tail_ms}")
 
     @classmethod
     def from_config(cls, turn: Any, **overrides: Any) -> RunnerSettings:
@@ -188,7 +188,7 @@ class DialogRunner:
         self._stream: AsrStream | None = None
         self._asr_active = False  # the current utterance is being streamed to the recognizer
         self._asr_failed = False  # the recognizer failed on the current utterance: stop feeding it
-        self._tail_frames = max(1, s.recognizer_tail_ms // 20)
+        self._tail_frames = max(1, s.recognizer_tail_ms // FRAME_MS)
         self._unvoiced = 0  # unvoiced frames in a row sent to the recognizer in this utterance
         self._held: list[bytes] = []  # silence past the tail: sent if speech resumes, else dropped
         self._hints: tuple[str, ...] = ()
