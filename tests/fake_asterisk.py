@@ -438,6 +438,21 @@ class FakeAsterisk:
         late = sum(f["late_frames"] for f in ends)
         return {"frames": frames, "late": late, "max_gap_ms": max((f["max_gap_ms"] for f in ends), default=0.0)}
 
+    def speaking_at_once(self, t_from: float | None = None, t_to: float | None = None,
+                         step_s: float = 0.1) -> list[int]:
+        """How many callers were speaking (or keying a tone), sampled every `step_s` between `t_from` and `t_to`
+        (time.monotonic(); default: from the first utterance's start to the last one's end)."""
+        spans = [(f["began"], f["ended"]) for f in self.of("spoke")]
+        if not spans:
+            return []
+        t = min(b for b, _ in spans) if t_from is None else t_from
+        end = max(e for _, e in spans) if t_to is None else t_to
+        counts = []
+        while t <= end:
+            counts.append(sum(1 for b, e in spans if b <= t < e))
+            t += step_s
+        return counts
+
     # ------------------------------------------------------------------ AMI actions
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -951,8 +966,10 @@ class AudioSocketCall(asyncio.Protocol):
         try:
             for step in self.scenario.steps:
                 if step.kind in ("speak", "tone"):
+                    began = time.monotonic()
                     self._queue_pcm(step.pcm)
                     await self._until(lambda: not self.mic)
+                    self.fake.log("spoke", began=began, ended=time.monotonic())
                 elif step.kind == "silence":
                     self._queue_pcm(b"\x00" * (FRAME * max(1, round(step.seconds / self.fake.frame_period_s))))
                     await self._until(lambda: not self.mic)
