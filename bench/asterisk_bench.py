@@ -274,26 +274,24 @@ async def run_calls(fake: Fake, n: int, recognizer: Recognizer, *, prompt_ms_per
                 if measured_open == 0 and time.perf_counter() >= t_close:
                     all_measured_done.set()
 
+        measured: asyncio.Future[Any]
         if steady is None:
-            t_from, m_from = t0, time.monotonic()
-            cpu0 = time.process_time()
-            ticks0 = cpu_ticks()
-            await asyncio.gather(*(burst_call(i) for i in range(n)))
+            lines = asyncio.gather(*(burst_call(i) for i in range(n)))
+            measured, t_measure = lines, t0
         else:
             call_s, window_s = steady
-            t_full = t0 + call_s
-            t_close = t_full + window_s
-            tasks = [asyncio.create_task(slot(i, call_s, t_full, t_close)) for i in range(n)]
-            await asyncio.sleep(max(0.0, t_full - time.perf_counter()))
-            t_from, m_from = time.perf_counter(), time.monotonic()
-            cpu0 = time.process_time()
-            ticks0 = cpu_ticks()
-            await all_measured_done.wait()
+            t_measure = t0 + call_s  # every line is up
+            lines = asyncio.gather(*(slot(i, call_s, t_measure, t_measure + window_s) for i in range(n)))
+            measured = asyncio.ensure_future(all_measured_done.wait())
+        await asyncio.sleep(max(0.0, t_measure - time.perf_counter()))
+        t_from, m_from = time.perf_counter(), time.monotonic()
+        cpu0 = time.process_time()
+        ticks0 = cpu_ticks()
+        await measured
         t_to, m_to = time.perf_counter(), time.monotonic()
         cpu = time.process_time() - cpu0
         ticks1 = cpu_ticks()
-        if steady is not None:
-            await asyncio.gather(*tasks)  # the calls in flight end normally
+        await lines  # steady: the calls in flight end normally
         stop.set()
         await samp
         originates = tel.stats["originates"]
