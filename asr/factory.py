@@ -4,11 +4,17 @@ which implement its protocol, and the protocol do not import each other."""
 from __future__ import annotations
 
 from asr.base import AsrError, Recognizer
-from asr.vosk_asr import DEFAULT_FRAMES_PER_CHUNK
+from asr.vosk_asr import DEFAULT_DECODE_NICE, DEFAULT_FRAMES_PER_CHUNK
 
 
 def make_recognizer(
-    engine: str, *, model_path: str = "", server_url: str = "", threads: int = 0, frames_per_chunk: int = DEFAULT_FRAMES_PER_CHUNK
+    engine: str,
+    *,
+    model_path: str = "",
+    server_url: str = "",
+    threads: int = 0,
+    frames_per_chunk: int = DEFAULT_FRAMES_PER_CHUNK,
+    decode_nice: int = DEFAULT_DECODE_NICE,
 ) -> Recognizer:
     """The recognizer `asr.engine` names (`vosk` or `vosk-server`); pass the fields of config `asr`.
 
@@ -19,7 +25,7 @@ def make_recognizer(
     if engine == "vosk":
         from asr.vosk_asr import VoskRecognizer
 
-        return VoskRecognizer(model_path, threads=threads, frames_per_chunk=frames_per_chunk)
+        return VoskRecognizer(model_path, threads=threads, frames_per_chunk=frames_per_chunk, decode_nice=decode_nice)
     if engine == "vosk-server":
         from asr.vosk_server import VoskServerRecognizer
 

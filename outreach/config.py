@@ -117,6 +117,10 @@ class AsrConfig(_Section):
         0, ge=0, le=200,
         description="Kaldi's --frames-per-chunk for in-process Vosk unless the model's conf/model.conf sets it; 0 = as the model says (Kaldi's 20)",
     )
+    decode_nice: int = Field(
+        10, ge=0, le=19,
+        description="niceness added to in-process Vosk's decoding threads so the event loop carrying call audio goes first; 0 = same priority",
+    )
 
 
 class ModelsConfig(_Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable
 
@@ -89,3 +90,21 @@ async def test_a_failing_job_reaches_its_caller_and_shutdown_drops_what_waits() 
         await left.future
     with pytest.raises(AsrError, match="shut down"):
         pool.submit(lambda: None)
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread niceness is a Linux/Unix facility")
+async def test_decoding_threads_run_at_a_lower_priority_than_the_loop_thread() -> None:
+    me = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    pool = DecodePool(2, name="test", nice=5)
+
+    def own_niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen = await asyncio.gather(*(pool.submit(own_niceness).future for _ in range(4)))
+    assert set(seen) == {min(19, me + 5)}
+    # The loop's thread (and so every other thread the process starts) keeps its priority.
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == me
+    plain = DecodePool(1, name="test")
+    assert await plain.submit(own_niceness).future == me
+    pool.shutdown()
+    plain.shutdown()

@@ -85,7 +85,7 @@ def build_media_runner(config: Config, telephony: Telephony | None = None) -> Me
     a = config.asr
     try:
         recognizer = make_recognizer(a.engine, model_path=a.model_path, server_url=a.server_url, threads=a.threads,
-                                     frames_per_chunk=a.frames_per_chunk)
+                                     frames_per_chunk=a.frames_per_chunk, decode_nice=a.decode_nice)
     except AsrError as exc:
         raise TelephonyError(f"telephony.backend {config.telephony.backend!r} needs speech recognition: {exc}") from exc
     player = PromptPlayer(config.tts)
