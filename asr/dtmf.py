@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLE_RATE = 8000
-FRAME_SAMPLES = 160
+from common.audio import FRAME_SAMPLES, TELEPHONE_RATE
+
 HALF = 80  # 10 ms: the hop between analysis windows
 WINDOW = 2 * HALF  # 20 ms: the analysis window (50 Hz resolution)
 
@@ -86,7 +86,7 @@ def _basis() -> np.ndarray:
         freqs.extend(base * t for t in _TOLERANCE)
     freqs.extend(2 * f for f in ROW_FREQS)
     freqs.extend(2 * f for f in COL_FREQS)
-    w = 2 * math.pi * np.asarray(freqs) / SAMPLE_RATE
+    w = 2 * math.pi * np.asarray(freqs) / TELEPHONE_RATE
     n = np.arange(WINDOW)
     return np.concatenate([np.cos(np.outer(w, n)), np.sin(np.outer(w, n))]).T.copy()  # (WINDOW, 2K)
 
@@ -100,7 +100,7 @@ _ROW = 48  # room for the _K bin powers of one window, a multiple of 3 (see Dtmf
 _S16 = np.dtype("<i2")
 
 
-def tone(freqs: tuple[float, ...], ms: float, *, level_dbm0: float = -7.0, rate: int = SAMPLE_RATE) -> np.ndarray:
+def tone(freqs: tuple[float, ...], ms: float, *, level_dbm0: float = -7.0, rate: int = TELEPHONE_RATE) -> np.ndarray:
     """A float sum of sines, each at `level_dbm0`, `ms` long (used by tests and the simulated network)."""
     n = int(rate * ms / 1000)
     t = np.arange(n) / rate

@@ -11,13 +11,9 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
-TELEPHONE_RATE = 8000
+from common.audio import TELEPHONE_RATE, AudioFormatError
+
 ASR_RATE = 16000
-
-
-class ResampleError(ValueError):
-    """Audio handed to the resampler is not whole 16-bit samples."""
-
 
 class StreamResampler:
     """Resamples a stream of s16le mono chunks; one instance per audio stream (not thread-safe)."""
@@ -32,7 +28,7 @@ class StreamResampler:
     def process(self, pcm: bytes) -> bytes:
         """Resample one chunk; returns what the filter can emit so far (may be shorter at the start)."""
         if len(pcm) % 2:
-            raise ResampleError(f"PCM chunk of {len(pcm)} bytes is not whole 16-bit samples")
+            raise AudioFormatError(f"PCM chunk of {len(pcm)} bytes is not whole 16-bit samples")
         if self._closed:
             self.reset()
         if not pcm:
@@ -54,13 +50,3 @@ class StreamResampler:
         self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="int16", quality=self._quality)
         self._closed = False
 
-
-def resample_pcm(pcm: bytes, in_rate: int, out_rate: int) -> bytes:
-    """Resample a whole s16le mono buffer in one go (files, fixtures)."""
-    if len(pcm) % 2:
-        raise ResampleError(f"PCM buffer of {len(pcm)} bytes is not whole 16-bit samples")
-    if in_rate == out_rate or not pcm:
-        return pcm
-    samples = np.frombuffer(pcm, dtype="<i2")
-    out: np.ndarray = soxr.resample(samples, in_rate, out_rate)
-    return np.asarray(out).astype("<i2", copy=False).tobytes()

@@ -22,7 +22,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
-FRAME_MS = 20
+from common.audio import FRAME_MS
 
 
 class TurnEvent(enum.Enum):

@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import webrtcvad
 
-SAMPLE_RATE = 8000
-FRAME_BYTES = 320  # 20 ms at 8 kHz, s16le
+from common.audio import FRAME_BYTES, TELEPHONE_RATE
 
 _S16 = np.dtype("<i2")
 # The gate's energy was first a float32 dot product. It equals the exact sum of squares while that sum is
@@ -51,4 +50,4 @@ class Vad:
             energy = float(np.dot(x32, x32))
         if energy < self._min_energy:
             return False
-        return bool(self._vad.is_speech(pcm, SAMPLE_RATE))
+        return bool(self._vad.is_speech(pcm, TELEPHONE_RATE))

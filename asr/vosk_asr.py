@@ -57,7 +57,8 @@ from pathlib import Path
 from typing import Any
 
 from asr.base import AsrError, AsrResult
-from asr.resample import ASR_RATE, TELEPHONE_RATE, StreamResampler
+from asr.resample import ASR_RATE, StreamResampler
+from common.audio import TELEPHONE_RATE
 
 log = logging.getLogger(__name__)
 

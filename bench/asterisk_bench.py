@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from asr.base import Recognizer, ScriptedRecognizer  # noqa: E402
-from asr.resample import resample_pcm  # noqa: E402
+from common.audio import resample_pcm  # noqa: E402
 from dialer.asterisk.ami import AmiSettings  # noqa: E402
 from dialer.asterisk.audiosocket import Limits  # noqa: E402
 from dialer.asterisk.backend import AsteriskSettings, AsteriskTelephony, TrunkRoute  # noqa: E402

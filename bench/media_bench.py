@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from asr.base import ScriptedRecognizer  # noqa: E402
 from asr.dtmf import digit_tone  # noqa: E402
-from asr.resample import resample_pcm  # noqa: E402
+from common.audio import resample_pcm  # noqa: E402
 from dialer.memory import MemoryCaller, memory_media_pair  # noqa: E402
 from dialogs.nlu.builtin import BuiltinNlu  # noqa: E402
 from dialogs.runner import DialogRunner, RunnerSettings  # noqa: E402

@@ -67,7 +67,7 @@ async def main_async(rounds: int) -> dict[str, float | int]:
 
         # the edge path minus the network: 24 kHz MP3 of real speech -> telephone PCM
         pcm8 = cache.get(eng, texts[0]) or b""
-        pcm24 = audio.resample(pcm8, 8000, 24000)
+        pcm24 = audio.resample_pcm(pcm8, 8000, 24000)
         enc = lameenc.Encoder()
         enc.set_bit_rate(48)
         enc.set_in_sample_rate(24000)

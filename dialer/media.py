@@ -11,11 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-SAMPLE_RATE = 8000
-FRAME_MS = 20
-FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000  # 160
-FRAME_BYTES = FRAME_SAMPLES * 2  # 320
-SILENCE_FRAME = b"\x00" * FRAME_BYTES
+from common.audio import FRAME_BYTES
 
 
 @dataclass(frozen=True, slots=True)

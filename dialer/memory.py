@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
+from common.audio import FRAME_BYTES, SILENCE_FRAME
 from dialer.base import (
     CallOutcome,
     DuplicateChannel,
@@ -29,8 +30,6 @@ from dialer.base import (
     TelephonyUnavailable,
 )
 from dialer.media import (
-    FRAME_BYTES,
-    SILENCE_FRAME,
     AudioFrame,
     DtmfEvent,
     HangupEvent,

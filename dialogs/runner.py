@@ -48,13 +48,11 @@ from typing import Any
 
 from asr.base import AsrError, AsrResult, AsrStream, Recognizer
 from asr.dtmf import DtmfDetector
-from asr.turn import FRAME_MS, Endpointer, Phase, TurnEvent, TurnParams
+from asr.turn import Endpointer, Phase, TurnEvent, TurnParams
 from asr.vad import Vad
 from common.atomic import atomic_write_bytes
+from common.audio import FRAME_BYTES, FRAME_MS, SILENCE_FRAME, TELEPHONE_RATE
 from dialer.media import (
-    FRAME_BYTES,
-    SAMPLE_RATE,
-    SILENCE_FRAME,
     AudioFrame,
     DtmfEvent,
     MediaClosed,
@@ -154,7 +152,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:64] or "x"
 
 
-def write_wav(path: Path, pcm: bytes, rate: int = SAMPLE_RATE) -> None:
+def write_wav(path: Path, pcm: bytes, rate: int = TELEPHONE_RATE) -> None:
     """Write s16le mono PCM as a WAV file atomically (common.atomic; missing folders are created)."""
     atomic_write_bytes(path, wav_bytes(pcm, rate), parents=True)
 

@@ -9,7 +9,7 @@ import wave
 
 import numpy as np
 
-from asr.resample import resample_pcm
+from common.audio import resample_pcm
 
 
 @functools.lru_cache(maxsize=64)

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from common.audio import FRAME_BYTES
 from dialer.asterisk.audiosocket import (
     AudioSocketProtocolError,
     AudioSocketServer,
@@ -24,7 +25,7 @@ from dialer.asterisk.audiosocket import (
     Message,
     encode,
 )
-from dialer.media import FRAME_BYTES, AudioFrame, DtmfEvent, HangupEvent, MediaClosed
+from dialer.media import AudioFrame, DtmfEvent, HangupEvent, MediaClosed
 
 
 def frame(kind: int, payload: bytes = b"") -> bytes:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from common.audio import FRAME_BYTES
 from dialer.asterisk.ami import AmiSettings
 from dialer.asterisk.audiosocket import Limits
 from dialer.asterisk.backend import AsteriskSettings, AsteriskTelephony, TrunkRoute
@@ -21,7 +22,7 @@ from dialer.base import (
     TelephonyUnavailable,
     TrunkCongestion,
 )
-from dialer.media import FRAME_BYTES, AudioFrame, DtmfEvent, HangupEvent
+from dialer.media import AudioFrame, DtmfEvent, HangupEvent
 from tests.fake_asterisk import FakeAsterisk, Scenario, dtmf, header, pause, speak, wait_prompt
 from tests.telephony_contract import Harness, TelephonyContract
 

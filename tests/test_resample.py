@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asr.resample import ResampleError, StreamResampler, resample_pcm
+from asr.resample import StreamResampler
+from common.audio import AudioFormatError, resample_pcm
 from tests.asr_audio import espeak, from_pcm, to_pcm
 
 
@@ -51,7 +52,7 @@ def test_flush_releases_the_filter_delay_and_the_next_chunk_starts_fresh() -> No
 def test_one_shot_helper_and_odd_lengths() -> None:
     assert len(resample_pcm(b"\x00\x00" * 8000, 8000, 16000)) == 32000
     assert resample_pcm(b"\x01\x00" * 10, 8000, 8000) == b"\x01\x00" * 10
-    with pytest.raises(ResampleError, match="321 bytes"):
+    with pytest.raises(AudioFormatError, match="321 bytes"):
         StreamResampler().process(b"\x00" * 321)
-    with pytest.raises(ResampleError, match="3 bytes"):
+    with pytest.raises(AudioFormatError, match="3 bytes"):
         resample_pcm(b"\x00" * 3, 8000, 16000)

@@ -31,7 +31,7 @@ def dominant_freq(pcm: bytes, rate: int) -> float:
 
 def test_resample_keeps_duration_and_pitch() -> None:
     pcm = tone(440, 1.0, 22050).tobytes()
-    out = audio.resample(pcm, 22050, 8000)
+    out = audio.resample_pcm(pcm, 22050, 8000)
     assert len(out) == 2 * 8000
     assert abs(dominant_freq(out, 8000) - 440) < 2
 
@@ -39,7 +39,7 @@ def test_resample_keeps_duration_and_pitch() -> None:
 def test_resample_removes_content_above_nyquist() -> None:
     # 6 kHz cannot exist at 8 kHz; a naive decimator would alias it to 2 kHz, soxr filters it out
     pcm = (tone(6000, 1.0, 24000) + tone(500, 1.0, 24000, amp=0.1)).tobytes()
-    out = np.frombuffer(audio.resample(pcm, 24000, 8000), dtype="<i2").astype(np.float64)
+    out = np.frombuffer(audio.resample_pcm(pcm, 24000, 8000), dtype="<i2").astype(np.float64)
     spec = np.abs(np.fft.rfft(out))
     freqs = np.fft.rfftfreq(out.size, 1 / 8000)
     alias = spec[(freqs > 1900) & (freqs < 2100)].max()
@@ -49,7 +49,7 @@ def test_resample_removes_content_above_nyquist() -> None:
 
 def test_resample_same_rate_is_identity() -> None:
     pcm = tone(300, 0.1, 8000).tobytes()
-    assert audio.resample(pcm, 8000, 8000) == pcm
+    assert audio.resample_pcm(pcm, 8000, 8000) == pcm
 
 
 def test_odd_length_pcm_is_an_error() -> None:

@@ -50,7 +50,7 @@ def speech_mp3() -> bytes:
         check=True,
     ).stdout
     pcm, rate = audio.wav_to_mono(wav)
-    pcm24 = audio.resample(pcm, rate, 24000)
+    pcm24 = audio.resample_pcm(pcm, rate, 24000)
     pad = b"\x00\x00" * int(0.4 * 24000)
     return encode_mp3(pad + pcm24 + pad)
 

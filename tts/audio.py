@@ -19,31 +19,17 @@ from pathlib import Path
 
 import miniaudio
 import numpy as np
-import soxr
 
 from common.atomic import atomic_write_bytes
+from common.audio import FRAME_MS, SAMPLE_WIDTH, TELEPHONE_RATE, AudioFormatError, pcm_to_array, resample_pcm
 
-TELEPHONE_RATE = 8000
-SAMPLE_WIDTH = 2  # bytes, s16le
-FRAME_MS = 20
 TARGET_ACTIVE_DBFS = -20.0
 PEAK_CEILING_DBFS = -1.0
 SILENCE_DBFS = -45.0  # a 10 ms window quieter than this counts as silence when trimming
 _FULL_SCALE = 32768.0
 
 
-class AudioFormatError(ValueError):
-    """Audio bytes or a WAV file are not in the expected format; the message names the source."""
-
-
 # ----------------------------------------------------------------------------- conversions
-
-
-def pcm_to_array(pcm: bytes) -> np.ndarray:
-    """s16le bytes -> int16 array (a copy; odd trailing byte is an error)."""
-    if len(pcm) % SAMPLE_WIDTH:
-        raise AudioFormatError(f"PCM length {len(pcm)} is not a multiple of {SAMPLE_WIDTH} bytes (s16le)")
-    return np.frombuffer(pcm, dtype="<i2").copy()
 
 
 def array_to_pcm(samples: np.ndarray) -> bytes:
@@ -56,17 +42,6 @@ def array_to_pcm(samples: np.ndarray) -> bytes:
 def duration_s(pcm: bytes, rate: int = TELEPHONE_RATE) -> float:
     """Length of s16 mono PCM in seconds."""
     return len(pcm) / (SAMPLE_WIDTH * rate)
-
-
-def resample(pcm: bytes, from_rate: int, to_rate: int = TELEPHONE_RATE) -> bytes:
-    """Resample s16 mono PCM with soxr's high-quality filter (band-limited, no aliasing)."""
-    if from_rate <= 0 or to_rate <= 0:
-        raise AudioFormatError(f"invalid sample rates {from_rate} -> {to_rate}")
-    samples = pcm_to_array(pcm)
-    if from_rate == to_rate or samples.size == 0:
-        return samples.tobytes()
-    out = soxr.resample(samples, from_rate, to_rate, quality="HQ")
-    return np.asarray(out, dtype="<i2").tobytes()
 
 
 def to_mono(samples: np.ndarray, channels: int) -> np.ndarray:
@@ -158,7 +133,7 @@ def trim_silence(
 
 def to_telephone(pcm: bytes, rate: int) -> bytes:
     """Any-rate s16 mono PCM -> 8 kHz, trimmed, normalised: what every engine returns."""
-    return normalize(trim_silence(resample(pcm, rate, TELEPHONE_RATE), TELEPHONE_RATE), TELEPHONE_RATE)
+    return normalize(trim_silence(resample_pcm(pcm, rate, TELEPHONE_RATE), TELEPHONE_RATE), TELEPHONE_RATE)
 
 
 # ----------------------------------------------------------------------------- decoding

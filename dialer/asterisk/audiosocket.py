@@ -30,9 +30,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from common.audio import FRAME_BYTES, SILENCE_FRAME
 from dialer.media import (
-    FRAME_BYTES,
-    SILENCE_FRAME,
     AudioFrame,
     DtmfEvent,
     HangupEvent,

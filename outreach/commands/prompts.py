@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from common.audio import TELEPHONE_RATE
 from outreach.config import script_vars
 from outreach.context import fail, get_ctx
 from tts.audio import AudioFormatError, duration_s, write_wav
@@ -185,4 +186,4 @@ def play(
         write_wav(out, pcm)
     except (OSError, AudioFormatError) as exc:
         fail(f"cannot write {out}: {exc}", code=1)
-    print(f"wrote {out} ({duration_s(pcm):.2f} s, 8000 Hz mono, from {source})")
+    print(f"wrote {out} ({duration_s(pcm):.2f} s, {TELEPHONE_RATE} Hz mono, from {source})")
