@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from asr.base import Recognizer, ScriptedRecognizer  # noqa: E402
-from common.audio import resample_pcm  # noqa: E402
+from common.audio import SAMPLE_WIDTH, TELEPHONE_RATE, resample_pcm  # noqa: E402
 from dialer.asterisk.ami import AmiSettings  # noqa: E402
 from dialer.asterisk.audiosocket import Limits  # noqa: E402
 from dialer.asterisk.backend import AsteriskSettings, AsteriskTelephony, TrunkRoute  # noqa: E402
@@ -73,13 +73,13 @@ SCRIPT = ROOT / "dialogs" / "scripts" / "covid_screening.yaml"
 def espeak(text: str, voice: str) -> bytes:
     out = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True).stdout
     with wave.open(io.BytesIO(out)) as w:
-        return resample_pcm(w.readframes(w.getnframes()), w.getframerate(), 8000)
+        return resample_pcm(w.readframes(w.getnframes()), w.getframerate(), TELEPHONE_RATE)
 
 
 def tone(ms: float) -> bytes:
     import numpy as np
 
-    t = np.arange(int(8 * ms)) / 8000
+    t = np.arange(int(TELEPHONE_RATE * ms / 1000)) / TELEPHONE_RATE
     return (3000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
 
 
@@ -452,7 +452,7 @@ def main() -> None:
             r = asyncio.run(run_calls(fake, n, vosk, prompt_ms_per_char=args.prompt_ms_per_char,
                                       spread_s=args.spread,
                                       steady=(call_s, args.window) if args.mode == "steady" else None))
-            speech_s = sum(len(x) for x in speeches) / 16000
+            speech_s = sum(len(x) for x in speeches) / (TELEPHONE_RATE * SAMPLE_WIDTH)
             r["speech_share_pct"] = round(100 * speech_s / max(r["call_s_mean"], 1e-9), 1)
             ok = r["loop_lag_ms_p99"] <= 20 and r["reply_latency_ms_p95"] <= 300 and r["turns"] > 0
             levels.append({"calls": n, "loop_lag_ms_p99": r["loop_lag_ms_p99"],

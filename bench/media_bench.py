@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from asr.base import ScriptedRecognizer  # noqa: E402
 from asr.dtmf import digit_tone  # noqa: E402
-from common.audio import resample_pcm  # noqa: E402
+from common.audio import SAMPLE_WIDTH, TELEPHONE_RATE, resample_pcm  # noqa: E402
 from dialer.memory import MemoryCaller, memory_media_pair  # noqa: E402
 from dialogs.nlu.builtin import BuiltinNlu  # noqa: E402
 from dialogs.runner import DialogRunner, RunnerSettings  # noqa: E402
@@ -56,7 +56,7 @@ REPLIES = ["是的", "没有", "没有", "没有", "做了"]
 def espeak(text: str, voice: str) -> bytes:
     out = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True).stdout
     with wave.open(io.BytesIO(out)) as w:
-        return resample_pcm(w.readframes(w.getnframes()), w.getframerate(), 8000)
+        return resample_pcm(w.readframes(w.getnframes()), w.getframerate(), TELEPHONE_RATE)
 
 
 def rss_mb() -> float:
@@ -116,7 +116,7 @@ async def part1(n_calls: int, seconds: float, cost_s: float, ramp_s: float, key_
     async def prompt_audio(text: str) -> bytes:
         pcm = prompt_cache.get(text)
         if pcm is None:
-            t = np.arange(8 * 40 * len(text)) / 8000  # 40 ms per character
+            t = np.arange(TELEPHONE_RATE * 40 * len(text) // 1000) / TELEPHONE_RATE  # 40 ms per character
             pcm = prompt_cache[text] = (3000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
         return pcm
 
@@ -215,7 +215,7 @@ async def part2() -> dict[str, Any]:
     rec = VoskRecognizer(model, threads=1)
     load_s = time.perf_counter() - t
     pcm = espeak("안녕하세요 저는 학생입니다. 오늘 날씨가 좋습니다", "ko")
-    audio_s = len(pcm) / 16000
+    audio_s = len(pcm) / (TELEPHONE_RATE * SAMPLE_WIDTH)
     out: dict[str, Any] = {"vosk_model_load_s": round(load_s, 2), "vosk_audio_s": round(audio_s, 2)}
     grammar = ["안녕하세요", "학생", "날씨", "좋습니다", "오늘"]
 
