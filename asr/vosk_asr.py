@@ -23,9 +23,10 @@
 - The decoding threads run at a lower CPU priority than the rest of the process (`asr.decode_nice`,
   default 10: Linux niceness of those threads only). The event loop carries every call's audio, and a
   decoding backlog only delays replies, while a starved loop makes every call's audio stutter. With the
-  same priority, two busy decoding threads and the loop thread share two cores evenly, and at 80 Vosk
-  calls the loop lag p99 went to 63 ms with 3.5 % of frames late; niced, 17 ms and 0.05 %
-  (bench/asterisk_bench.py, docs/performance.md).
+  same priority, two busy decoding threads and the loop thread share two cores evenly. At 70 Vosk calls
+  on two cores: loop lag p99 20.1 ms and 0.30 % of frames late at the same priority, 11.8 ms and none
+  late niced, for a reply latency p95 of 207 ms instead of 120 ms (bench/asterisk_bench.py,
+  docs/performance.md).
 - The final result's confidence is the mean per-word confidence (`SetWords(True)`).
 - Cost per second of audio: the acoustic network is most of it, and Kaldi evaluates it in chunks of
   `--frames-per-chunk` input frames (default 20, i.e. 200 ms). Small chunks make small matrix products,

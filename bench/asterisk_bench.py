@@ -312,6 +312,8 @@ async def run_calls(fake: Fake, n: int, recognizer: Recognizer, *, prompt_ms_per
         # all cores of the machine, busy with anything (ours, the fake's, other people's work)
         "machine_busy_pct": round(100 * (1 - (ticks1[1] - ticks0[1]) / max(ticks1[0] - ticks0[0], 1)), 1),
         "fake_cpu_pct": stats["fake_cpu_pct"],
+        # when (s from the start of measuring) the loop lagged past 20 ms: the first 40 such moments
+        "lag_over_20ms_at_s": [round(when - t_from, 2) for when, lag in lags if t_from <= when <= t_to and lag > 20][:40],
         "call_s_mean": round(sum(durations) / max(len(durations), 1), 1),
         # burst: how long all n calls were up at once (from the last call placed to the first one ended)
         "full_concurrency_s": round(max(0.0, min(down, default=0.0) - max(up, default=0.0)), 1)
@@ -392,11 +394,11 @@ def main() -> None:
     ap.add_argument("--decode-nice", type=int, default=None,
                     help="niceness of Vosk's decoding threads (default: the product's asr.decode_nice default)")
     ap.add_argument("--mode", choices=("steady", "burst"), default="steady",
-                    help="Vosk part: steady = n lines kept busy, each placing its next call when the last ended "
+                    help="both parts: steady = n lines kept busy, each placing its next call when the last ended "
                          "(calls out of step, as after a campaign's first minute); burst = n calls placed over "
-                         "--spread seconds and measured together (a campaign's first wave, answers in step)")
+                         "--spread seconds and measured together (a campaign's first wave, answers in step; part 1 places them all at once)")
     ap.add_argument("--window", type=float, default=40.0,
-                    help="Vosk part, steady: calls placed during this many seconds at full load are measured")
+                    help="steady: calls placed during this many seconds at full load are measured")
     ap.add_argument("--spread", type=float, default=5.0,
                     help="Vosk part, burst: the calls of a level are placed evenly over this many seconds")
     ap.add_argument("--prompt-ms-per-char", type=float, default=200.0,
@@ -410,17 +412,34 @@ def main() -> None:
             rate = asyncio.run(originate_rate(fake, 500))
             fake.ask("reset")
             rec = ScriptedRecognizer(lambda call_id, n: REPLIES[n] if n < len(REPLIES) else "", delay_s=0.08)
-            r = asyncio.run(run_calls(fake, args.calls, rec, prompt_ms_per_char=60))
+            runs: dict[str, dict[str, Any]] = {}
+            for mode in ("burst", "steady") if args.mode == "steady" else ("burst",):
+                fake.ask("reset")
+                if mode == "burst":  # every call placed at the same instant: the residents answer in step
+                    runs[mode] = asyncio.run(run_calls(fake, args.calls, rec, prompt_ms_per_char=60))
+                else:  # n lines kept busy, calls out of step (see --mode)
+                    alone1 = asyncio.run(run_calls(fake, 1, rec, prompt_ms_per_char=60))
+                    runs[mode] = asyncio.run(run_calls(fake, args.calls, rec, prompt_ms_per_char=60,
+                                                       steady=(alone1["call_s_mean"], args.window)))
         finally:
             fake.close()
-        part1 = {
-            "calls": r["calls"], "cpu_pct": r["cpu_pct"], "loop_lag_ms_p99": r["loop_lag_ms_p99"],
-            "late_frames_pct": round(100 * r["late_frames"] / max(r["frames"], 1), 3),
-            "originate_per_s": round(rate, 1),
-            "detail": {k: r[k] for k in ("wall_s", "machine_busy_pct", "fake_cpu_pct", "loop_lag_ms_max", "frames", "late_frames", "max_gap_ms",
-                                         "fake_loop_lag_ms_p99", "reply_latency_ms_p50", "reply_latency_ms_p95",
-                                         "answered", "outcomes", "turns")},
-        }
+
+        def summary(r: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "calls": r["calls"], "cpu_pct": r["cpu_pct"], "loop_lag_ms_p99": r["loop_lag_ms_p99"],
+                "late_frames_pct": round(100 * r["late_frames"] / max(r["frames"], 1), 3),
+                "originate_per_s": round(rate, 1),
+                "detail": {k: r[k] for k in ("wall_s", "machine_busy_pct", "fake_cpu_pct", "loop_lag_ms_max", "frames",
+                                             "late_frames", "max_gap_ms", "fake_loop_lag_ms_p99",
+                                             "reply_latency_ms_p50", "reply_latency_ms_p95", "answered", "outcomes",
+                                             "turns", "measured_calls", "call_s_mean", "speaking_mean",
+                                             "lag_over_20ms_at_s")},
+            }
+
+        # The top level is the mode asked for; a steady run also reports the first wave (burst) beside it.
+        part1 = {**summary(runs[args.mode]), "mode": args.mode}
+        if args.mode == "steady":
+            part1["first_wave"] = summary(runs["burst"])
         print(json.dumps(part1, ensure_ascii=False), flush=True)
     if args.no_vosk:
         return

@@ -55,7 +55,11 @@ class AmiConfig(_Section):
 class AudioSocketConfig(_Section):
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(9092, ge=0, le=65535)
-    advertise_host: str = Field("127.0.0.1", description="the address Asterisk's dialplan connects to (AudioSocket(uuid,host:port))")
+    advertise_host: str = Field(
+        "127.0.0.1",
+        description="the address Asterisk connects to: sent with each Originate as AUDIOSOCKET_ADDR=host:listen_port "
+        "for AudioSocket(${AUDIOSOCKET_UUID},${AUDIOSOCKET_ADDR}); inbound calls use the dialplan's fixed address",
+    )
     stall_s: float = Field(2.0, gt=0, description="no frame from Asterisk for this long ends the call")
 
 

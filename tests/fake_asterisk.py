@@ -316,6 +316,7 @@ class FakeAsterisk:
         inbound_context: str = "outreach-inbound",
         human_context: str = "outreach-human",
         audiosocket: tuple[str, int] | Callable[[], tuple[str, int]] | None = None,
+        per_call_address: bool = False,
         trunks: dict[str, int] | None = None,
         auth_delay_s: float = 0.2,
         frame_period_s: float = PERIOD,
@@ -325,7 +326,9 @@ class FakeAsterisk:
         # context -> extension -> [(application, data)] by priority, as deploy/asterisk/extensions.conf has them
         self.contexts: dict[str, dict[str, list[tuple[str, str]]]] = {
             robot_context: {"s": [("NoOp", "outreach attempt ${AUDIOSOCKET_UUID}"), ("Answer", ""),
-                                  ("AudioSocket", "${AUDIOSOCKET_UUID},{robot}"), ("Hangup", "")]},
+                                  ("AudioSocket", "${AUDIOSOCKET_UUID},"
+                                   + ("${AUDIOSOCKET_ADDR}" if per_call_address else "{robot}")),
+                                  ("Hangup", "")]},
             inbound_context: {"_X.": [("Answer", ""), ("Set", "OUTREACH_UUID=${UUID()}"),
                                       ("UserEvent", "OutreachInbound,Uuid: ${OUTREACH_UUID},CallerNum: ${CALLERID(num)}"),
                                       ("AudioSocket", "${OUTREACH_UUID},{robot}"), ("Hangup", "")]},
@@ -336,6 +339,9 @@ class FakeAsterisk:
         self.human_context = human_context
         # The robot's host:port as the dialplan has it (a callable: looked up at each call).
         self.audiosocket = audiosocket
+        # True: the robot context is AudioSocket(${AUDIOSOCKET_UUID},${AUDIOSOCKET_ADDR}) (the sample
+        # dialplan), so each call connects where its Originate's AUDIOSOCKET_ADDR variable says.
+        self.per_call_address = per_call_address
         self.trunks = {name: Trunk(name, n) for name, n in (trunks or {"trunk": 1000}).items()}
         self.auth_delay_s = auth_delay_s
         self.frame_period_s = frame_period_s
@@ -809,8 +815,18 @@ class FakeAsterisk:
         loop = asyncio.get_running_loop()
         ch.redirected = loop.create_future()
         call_uuid = ch.variables.get("AUDIOSOCKET_UUID", "")
-        ch.application, ch.app_data = "AudioSocket", f"{call_uuid},{self._as_addr()}"
-        await self._audiosocket(ch, call_uuid, scenario)
+        if self.per_call_address:
+            target = ch.variables.get("AUDIOSOCKET_ADDR", "")
+            ch.application, ch.app_data = "AudioSocket", f"{call_uuid},{target}"
+            addr = _parse_hostport(target)
+            if addr is None:  # app_audiosocket: "Failed to parse address"; the app fails, the call ends
+                self.log("audiosocket_end", uniqueid=ch.uniqueid, why=f"bad AudioSocket address {target!r}",
+                         frames_heard=0, late_frames=0, max_gap_ms=0.0)
+                return
+        else:
+            ch.application, ch.app_data = "AudioSocket", f"{call_uuid},{self._as_addr()}"
+            addr = None
+        await self._audiosocket(ch, call_uuid, scenario, addr)
         if ch.redirected.done() and ch.uniqueid in self.channels:
             context, exten, prio = ch.redirected.result()
             ch.context, ch.exten, ch.priority = context, exten, prio
@@ -827,19 +843,22 @@ class FakeAsterisk:
         a = self.audiosocket_addr()
         return "127.0.0.1:0" if a is None else f"{a[0]}:{a[1]}"
 
-    async def _audiosocket(self, ch: Channel, call_uuid: str, scenario: Scenario) -> None:
-        """app_audiosocket: validate the uuid, connect, run until either side ends."""
+    async def _audiosocket(self, ch: Channel, call_uuid: str, scenario: Scenario,
+                           addr: tuple[str, int] | None = None) -> None:
+        """app_audiosocket: validate the uuid, connect (to `addr`, else the configured address), run until
+        either side ends."""
         try:
             uuidlib.UUID(call_uuid)
         except ValueError:
             self.log("audiosocket_end", uniqueid=ch.uniqueid, why=f"Failed to parse UUID '{call_uuid}'",
                      frames_heard=0, late_frames=0, max_gap_ms=0.0)
             return
-        if self.audiosocket_addr() is None:
+        addr = addr or self.audiosocket_addr()
+        if addr is None:
             self.log("audiosocket_end", uniqueid=ch.uniqueid, why="no AudioSocket server configured",
                      frames_heard=0, late_frames=0, max_gap_ms=0.0)
             return
-        call = AudioSocketCall(self, ch, call_uuid, scenario)
+        call = AudioSocketCall(self, ch, call_uuid, scenario, addr)
         ch.audiosocket = call
         assert ch.hangup_requested is not None and ch.redirected is not None
         why = await call.run(ch.hangup_requested, ch.redirected)
@@ -900,12 +919,22 @@ class FakeAsterisk:
 _HDR = struct.Struct("!BH")
 
 
+def _parse_hostport(text: str) -> tuple[str, int] | None:
+    """`host:port` or `[v6]:port` as AudioSocket(uuid,address) takes it; None when it is not one."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)
+
+
 class AudioSocketCall(asyncio.Protocol):
     """The AudioSocket dialplan app's side of one call (a TCP client to the robot)."""
 
-    def __init__(self, fake: FakeAsterisk, ch: Channel, call_uuid: str, scenario: Scenario) -> None:
+    def __init__(self, fake: FakeAsterisk, ch: Channel, call_uuid: str, scenario: Scenario,
+                 addr: tuple[str, int]) -> None:
         self.fake = fake
         self.ch = ch
+        self.addr = addr
         self.uuid = call_uuid
         self.scenario = scenario
         self.transport: asyncio.Transport | None = None
@@ -930,9 +959,7 @@ class AudioSocketCall(asyncio.Protocol):
     async def run(self, hangup: asyncio.Future[int], redirect: asyncio.Future[tuple[str, str, int]]) -> str:
         loop = asyncio.get_running_loop()
         self.done = loop.create_future()
-        addr = self.fake.audiosocket_addr()
-        assert addr is not None
-        host, port = addr
+        host, port = self.addr
         try:
             await asyncio.wait_for(loop.create_connection(lambda: self, host, port), 2.0)
         except (OSError, TimeoutError) as exc:

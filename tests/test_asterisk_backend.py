@@ -312,3 +312,44 @@ async def test_a_service_start_survives_asterisk_being_down_and_dials_once_it_is
         await b.stop()
     with pytest.raises(TelephonyConfigError, match="Authentication failed"):
         await AsteriskTelephony(fast_settings(pbx, start_wait=False, ami=AmiSettings(port=pbx.port, secret="bad"))).start()
+
+
+async def test_two_workers_share_one_asterisk_and_each_call_reaches_the_worker_that_placed_it() -> None:
+    """The sample dialplan's AudioSocket(${AUDIOSOCKET_UUID},${AUDIOSOCKET_ADDR}): each Originate says where
+    its audio goes, so workers on their own ports (one per core) share one Asterisk."""
+    async with FakeAsterisk(auth_delay_s=0.05, per_call_address=True) as pbx:
+        h = AsteriskHarness(pbx)
+        pbx.audiosocket = None  # no fixed address in this dialplan
+        s = fast_settings(pbx, audiosocket_advertise_host="127.0.0.1")
+        async with AsteriskTelephony(s) as w1, AsteriskTelephony(s) as w2:
+            assert w1.audiosocket_port != w2.audiosocket_port
+            calls = [(w, h.phone("answered")) for w in (w1, w2, w1, w2)]
+            results = await asyncio.gather(*(w.originate(req(p)) for w, p in calls))
+            assert all(r.outcome is CallOutcome.answered and r.media is not None for r in results)
+            # Each worker's media session is its own call's: the audio the far end streams arrives there.
+            for (w, _), r in zip(calls, results, strict=True):
+                assert r.channel_id in w._calls
+                await h.exchange(r)
+            for (w, _), r in zip(calls, results, strict=True):
+                await w.hangup(r.channel_id)
+            origs = [a for a in pbx.actions if header(a, "Action") == "Originate"]
+            addrs = {v for a in origs for v in a["Variable"] if v.startswith("AUDIOSOCKET_ADDR=")}
+            assert addrs == {f"AUDIOSOCKET_ADDR=127.0.0.1:{w.audiosocket_port}" for w in (w1, w2)}
+            starts = pbx.of("audiosocket_start")
+            assert len(starts) == 4
+
+
+async def test_a_missing_per_call_address_fails_that_call_as_a_configuration_fault() -> None:
+    async with FakeAsterisk(auth_delay_s=0.05, per_call_address=True) as pbx:
+        h = AsteriskHarness(pbx)
+        # No advertised host: no AUDIOSOCKET_ADDR, so Asterisk's AudioSocket() has no address to connect to.
+        async with AsteriskTelephony(fast_settings(pbx, answer_media_timeout_s=1.0)) as b:
+            with pytest.raises(TelephonyConfigError, match="AudioSocket never connected"):
+                await b.originate(req(h.phone("answered")))
+        assert any("bad AudioSocket address" in str(e.get("why")) for e in pbx.of("audiosocket_end"))
+
+
+async def test_the_advertised_address_brackets_an_ipv6_host() -> None:
+    b = AsteriskTelephony(AsteriskSettings(audiosocket_port=9093, audiosocket_advertise_host="fd00::20"))
+    assert b.audiosocket_address == "[fd00::20]:9093"
+    assert AsteriskTelephony(AsteriskSettings(audiosocket_port=9093)).audiosocket_address == "127.0.0.1:9093"

@@ -75,3 +75,14 @@ def test_check_names_each_problem_in_one_line(tmp_path: Path, monkeypatch: pytes
     monkeypatch.delenv("OUTREACH_TELEPHONY__AMI__SECRET")
     code, rep = check(write_config(tmp_path, pbx_port, as_port), monkeypatch, secret=None)
     assert code == 1 and "OUTREACH_TELEPHONY__AMI__SECRET" in "".join(rep["problems"])  # type: ignore[arg-type]
+
+
+def test_check_passes_with_the_per_call_address_of_the_sample_dialplan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    as_port = free_port()
+    # Robot context AudioSocket(${AUDIOSOCKET_UUID},${AUDIOSOCKET_ADDR}); the inbound one keeps a fixed address.
+    with FakeAsteriskThread(audiosocket=("127.0.0.1", as_port), per_call_address=True, auth_delay_s=0.05) as pbx:
+        code, rep = check(write_config(tmp_path, pbx.port, as_port), monkeypatch)
+    assert code == 0, rep
+    passed = "\n".join(rep["passed"])  # type: ignore[arg-type]
+    assert (f"dialplan: AudioSocket target ${{AUDIOSOCKET_ADDR}} (the placing worker's, 127.0.0.1:{as_port} here), "
+            f"127.0.0.1:{as_port}\n") in passed

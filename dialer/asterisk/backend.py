@@ -3,7 +3,11 @@
 One attempt = one Originate with `Async: true`, our uuid as `ChannelId` (so every event of the dialled
 channel carries it as `Uniqueid`) and as the `AUDIOSOCKET_UUID` variable (so the robot context's
 `AudioSocket(${AUDIOSOCKET_UUID},host:port)` connects back with it), our own `ActionID`, the trunk's
-channel pattern, `Timeout` in ms and the caller ID. How it ended comes from `OriginateResponse`
+channel pattern, `Timeout` in ms and the caller ID. With an advertised host it also carries
+`AUDIOSOCKET_ADDR=<host>:<port>`, the address this process's AudioSocket server listens at, so a
+dialplan written `AudioSocket(${AUDIOSOCKET_UUID},${AUDIOSOCKET_ADDR})` connects each answered call
+to the worker that placed it: several `outreach run` workers (one per core, each on its own port)
+share one Asterisk and the trunks' limits. How it ended comes from `OriginateResponse`
 (Reason) and the channel's `Hangup` (Q.850 cause), mapped by `causes.classify`; an AudioSocket
 connection carrying the uuid also proves the answer (it arrives even while AMI is cut).
 
@@ -86,6 +90,9 @@ class AsteriskSettings:
     ami: AmiSettings = field(default_factory=AmiSettings)
     audiosocket_host: str = "127.0.0.1"
     audiosocket_port: int = 9092
+    # Where Asterisk reaches our AudioSocket server (its host; the port is the one we listen on): sent
+    # with every Originate as AUDIOSOCKET_ADDR. Empty: not sent (the dialplan names a fixed address).
+    audiosocket_advertise_host: str = ""
     trunks: Mapping[str, TrunkRoute] = field(
         default_factory=lambda: {"default": TrunkRoute("default", "PJSIP/{number}@trunk")}
     )
@@ -163,6 +170,12 @@ class AsteriskTelephony(TelephonyBase):
     @property
     def audiosocket_port(self) -> int:
         return self._server.port
+
+    @property
+    def audiosocket_address(self) -> str:
+        """`host:port` as the dialplan's AudioSocket() takes it (an IPv6 host in brackets)."""
+        host = self.settings.audiosocket_advertise_host or self.settings.audiosocket_host
+        return f"[{host}]:{self._server.port}" if ":" in host else f"{host}:{self._server.port}"
 
     @property
     def ami(self) -> AmiClient:
@@ -260,6 +273,8 @@ class AsteriskTelephony(TelephonyBase):
         self._by_action[call.action_id] = cid
         self._active_per_trunk[trunk.name] = active + 1
         variables = [f"AUDIOSOCKET_UUID={call_uuid}", f"OUTREACH_ATTEMPT={cid}"]
+        if self.settings.audiosocket_advertise_host:
+            variables.append(f"AUDIOSOCKET_ADDR={self.audiosocket_address}")
         if self.settings.campaign_variable:
             variables.append(f"OUTREACH_CAMPAIGN={self.settings.campaign_variable}")
         action = {
@@ -347,7 +362,8 @@ class AsteriskTelephony(TelephonyBase):
             raise TelephonyConfigError(
                 f"call {call.req.channel_id} was answered but Asterisk's AudioSocket never connected to "
                 f"port {self._server.port} within {self.settings.answer_media_timeout_s:.0f} s: check "
-                f"AudioSocket(${{AUDIOSOCKET_UUID}},host:port) in context {self.settings.robot_context}"
+                f"AudioSocket(${{AUDIOSOCKET_UUID}},${{AUDIOSOCKET_ADDR}}) in context {self.settings.robot_context} "
+                f"and that Asterisk reaches {self.audiosocket_address} (telephony.audiosocket.advertise_host)"
             ) from None
         except asyncio.CancelledError:
             if not call.media.cancelled():

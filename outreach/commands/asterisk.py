@@ -55,6 +55,7 @@ def asterisk_settings(cfg: Config) -> AsteriskSettings:
         )
     return AsteriskSettings(
         ami=ami_settings(cfg), audiosocket_host=t.audiosocket.listen_host, audiosocket_port=t.audiosocket.listen_port,
+        audiosocket_advertise_host=t.audiosocket.advertise_host,
         trunks=trunk_routes(cfg), robot_context=t.asterisk.robot_context, robot_exten=t.asterisk.robot_exten,
         human_context=t.asterisk.human_queue.context, human_exten=t.asterisk.human_queue.exten,
         limits=Limits(stall_s=t.audiosocket.stall_s),
@@ -170,18 +171,24 @@ async def _check_permissions(client: AmiClient, rep: CheckReport) -> None:
         rep.ok.append(f"AMI permissions: {', '.join(NEEDED_ACTIONS)}")
 
 
+PER_CALL_ADDRESS = "${AUDIOSOCKET_ADDR}"  # the robot context may take the address each Originate carries
+
+
 def _check_audiosocket(cfg: Config, targets: list[str], rep: CheckReport) -> None:
     a = cfg.telephony.audiosocket
     want = f"{a.advertise_host}:{a.listen_port}"
-    for data in targets:
-        _, _, addr = data.rpartition(",")
-        if addr.strip() != want:
+    fixed = [d.rpartition(",")[2].strip() for d in targets]
+    for addr in fixed:
+        if addr not in (want, PER_CALL_ADDRESS):
             rep.problems.append(
-                f"dialplan: AudioSocket goes to {addr.strip()!r} but the robot listens at {want!r} "
-                "(telephony.audiosocket.advertise_host / listen_port)"
+                f"dialplan: AudioSocket goes to {addr!r} but the robot listens at {want!r} "
+                f"(telephony.audiosocket.advertise_host / listen_port; or write {PER_CALL_ADDRESS} for the "
+                "address each Originate carries)"
             )
-    if targets and all(d.rpartition(",")[2].strip() == want for d in targets):
-        rep.ok.append(f"dialplan: AudioSocket target {want}")
+    if fixed and all(addr in (want, PER_CALL_ADDRESS) for addr in fixed):
+        shown = dict.fromkeys(want if addr == want else f"{PER_CALL_ADDRESS} (the placing worker's, {want} here)"
+                              for addr in fixed)
+        rep.ok.append(f"dialplan: AudioSocket target {', '.join(shown)}")
     # Reachable: the running robot accepts connections there; or, when it is not running, we can listen there.
     try:
         with socket.create_connection((a.advertise_host, a.listen_port), timeout=3):
