@@ -104,7 +104,7 @@ def pct(values: list[float], q: float) -> float:
 # ----------------------------------------------------------------------------- the fake, in its own process
 
 
-def fake_process(conn: Any, speeches: list[bytes]) -> None:
+def fake_process(conn: Any, speeches: list[bytes], per_call_address: bool = False) -> None:
     sys.path.insert(0, str(ROOT))
     from tests.fake_asterisk import FakeAsterisk, Scenario, pause, speak, wait_prompt
 
@@ -118,7 +118,7 @@ def fake_process(conn: Any, speeches: list[bytes]) -> None:
         return Scenario("answer", ring_s=0.5, steps=steps, max_call_s=600)
 
     async def main() -> None:
-        fake = FakeAsterisk(scenario_for=scenario, auth_delay_s=0.05)
+        fake = FakeAsterisk(scenario_for=scenario, auth_delay_s=0.05, per_call_address=per_call_address)
         await fake.start()
         conn.send(fake.port)
         loop = asyncio.get_running_loop()
@@ -164,10 +164,10 @@ def fake_process(conn: Any, speeches: list[bytes]) -> None:
 
 
 class Fake:
-    def __init__(self, speeches: list[bytes]) -> None:
+    def __init__(self, speeches: list[bytes], *, per_call_address: bool = False) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=fake_process, args=(child, speeches), daemon=True)
+        self.proc = ctx.Process(target=fake_process, args=(child, speeches, per_call_address), daemon=True)
         self.proc.start()
         self.port = int(self.conn.recv())
 
@@ -185,18 +185,88 @@ class Fake:
 # ----------------------------------------------------------------------------- our side
 
 
-async def run_calls(fake: Fake, n: int, recognizer: Recognizer, *, prompt_ms_per_char: float,
-                    spread_s: float = 0.0, steady: tuple[float, float] | None = None) -> dict[str, Any]:
+class WorkerFake:
+    """What a worker process knows of the fake: its AMI port (the audio goes where each Originate says)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+
+def scripted_recognizer() -> Recognizer:
+    return ScriptedRecognizer(lambda call_id, n: REPLIES[n] if n < len(REPLIES) else "", delay_s=0.08)
+
+
+def worker_process(conn: Any, ami_port: int, worker: int, n: int, steady: tuple[float, float] | None,
+                   start_offset_s: float, go_at: float) -> None:
+    """One `outreach run` worker's share of part 1, in its own process (its own event loop and core)."""
+    sys.path.insert(0, str(ROOT))
+    time.sleep(max(0.0, go_at - time.time()))  # the workers start together
+    r = asyncio.run(run_calls(WorkerFake(ami_port), n, scripted_recognizer(), prompt_ms_per_char=60,
+                              steady=steady, worker=worker, start_offset_s=start_offset_s))
+    conn.send(r)
+
+
+def run_workers(fake: Fake, workers: int, n: int, steady: tuple[float, float] | None) -> dict[str, Any]:
+    """Part 1 over several worker processes sharing the fake: the same figures as `run_calls`, the loop
+    lag of the worst worker's loop, the CPU of all of them."""
+    ctx = mp.get_context("spawn")
+    ticks0 = cpu_ticks()
+    go_at = time.time() + 3.0  # after every worker has imported and connected its pipe
+    procs = []
+    shares = [n // workers + (1 if k < n % workers else 0) for k in range(workers)]
+    for k, share in enumerate(shares):
+        parent, child = ctx.Pipe()
+        # In steady mode the workers' lines interleave: worker k's start k/n of a call later.
+        offset = steady[0] * k / n if steady else 0.0
+        p = ctx.Process(target=worker_process, args=(child, fake.port, k + 1, share, steady, offset, go_at), daemon=True)
+        p.start()
+        procs.append((p, parent))
+    results = [conn.recv() for _, conn in procs]
+    ticks1 = cpu_ticks()
+    for p, _ in procs:
+        p.join(10)
+    m_from, m_to = min(r["m_from"] for r in results), max(r["m_to"] for r in results)
+    stats = fake.ask("stats", m_from, m_to)
+    latencies = [x for r in results for x in r["latencies"]]
+    durations = [x for r in results for x in r["durations"]]
+    outcomes: dict[str, int] = {}
+    for r in results:
+        for key, count in r["outcomes"].items():
+            outcomes[key] = outcomes.get(key, 0) + count
+    p99s = [round(pct(r["lags"], 99), 2) for r in results]
+    return {
+        "calls": n, "workers": workers, "wall_s": round(m_to - m_from, 1),
+        "cpu_pct": round(sum(100 * r["cpu_s"] / r["wall_s"] for r in results), 1),
+        "loop_lag_ms_p99": max(p99s), "loop_lag_ms_p99_per_worker": p99s,
+        "loop_lag_ms_max": round(max(max(r["lags"], default=0.0) for r in results), 2),
+        "reply_latency_ms_p50": round(pct(latencies, 50), 1), "reply_latency_ms_p95": round(pct(latencies, 95), 1),
+        "frames": stats["frames"], "late_frames": stats["late"], "max_gap_ms": stats["max_gap_ms"],
+        "fake_loop_lag_ms_p99": stats["fake_loop_lag_ms_p99"], "answered": stats["answered"],
+        "outcomes": outcomes, "turns": len(latencies), "measured_calls": len(durations),
+        "call_s_mean": round(sum(durations) / max(len(durations), 1), 1),
+        "speaking_mean": stats["speaking_mean"], "fake_cpu_pct": stats["fake_cpu_pct"],
+        # from before the workers started to after they ended (their start-up included)
+        "machine_busy_pct": round(100 * (1 - (ticks1[1] - ticks0[1]) / max(ticks1[0] - ticks0[0], 1)), 1),
+    }
+
+
+async def run_calls(fake: Any, n: int, recognizer: Recognizer, *, prompt_ms_per_char: float,
+                    spread_s: float = 0.0, steady: tuple[float, float] | None = None,
+                    worker: int = 0, start_offset_s: float = 0.0) -> dict[str, Any]:
     """Run `n` concurrent calls and measure them.
 
     Without `steady`: `n` calls, placed evenly over `spread_s` seconds; everything is measured.
     With `steady=(call_s, window_s)`: `n` call slots, started evenly over `call_s` (one call's length), each
     placing its next call as soon as the last one ended, as a dialer holding `n` lines does. Measured: the
     calls placed during `window_s` seconds once all slots are up, and the loop lag from that moment until
-    the last of those calls ended; the slots go on placing calls meanwhile, so the load stays at `n`."""
+    the last of those calls ended; the slots go on placing calls meanwhile, so the load stays at `n`.
+
+    `worker` > 0: one of several worker processes (`WorkerFake` stands for the fake): its numbers are its
+    own, its slots start `start_offset_s` later, and the fake's figures are left to the parent."""
     settings = AsteriskSettings(
         ami=AmiSettings(port=fake.port, secret="s3cret", action_timeout_s=30.0, ping_interval_s=5.0),
-        audiosocket_port=0, trunks={"default": TrunkRoute("default", "PJSIP/{number}@trunk")},
+        audiosocket_port=0, audiosocket_advertise_host="127.0.0.1",
+        trunks={"default": TrunkRoute("default", "PJSIP/{number}@trunk")},
         limits=Limits(stall_s=3.0), response_margin_s=60.0,
     )
     script = load_script(SCRIPT)
@@ -231,7 +301,7 @@ async def run_calls(fake: Fake, n: int, recognizer: Recognizer, *, prompt_ms_per
         nonlocal placed
         placed += 1
         t_up = time.perf_counter()
-        req = OriginateRequest(channel_id=str(uuid.uuid4()), phone=f"+86138{placed:08d}",
+        req = OriginateRequest(channel_id=str(uuid.uuid4()), phone=f"+86138{worker}{placed:07d}",
                                caller_id="12320", timeout_s=30)
         res = await tel.originate(req)
         if res.outcome != CallOutcome.answered or res.media is None:
@@ -249,7 +319,8 @@ async def run_calls(fake: Fake, n: int, recognizer: Recognizer, *, prompt_ms_per
             outcomes[key] = outcomes.get(key, 0) + 1
 
     async with AsteriskTelephony(settings) as tel:
-        await asyncio.get_running_loop().run_in_executor(None, fake.ask, "audiosocket", tel.audiosocket_port)
+        if not worker:  # a worker's calls say where their audio goes (AUDIOSOCKET_ADDR)
+            await asyncio.get_running_loop().run_in_executor(None, fake.ask, "audiosocket", tel.audiosocket_port)
         samp = asyncio.create_task(sampler())
         t0 = time.perf_counter()
 
@@ -260,7 +331,7 @@ async def run_calls(fake: Fake, n: int, recognizer: Recognizer, *, prompt_ms_per
 
         async def slot(i: int, call_s: float, t_full: float, t_close: float) -> None:
             nonlocal measured_open
-            await asyncio.sleep(i * call_s / n)
+            await asyncio.sleep(start_offset_s + i * call_s / n)
             while not all_measured_done.is_set():
                 now = time.perf_counter()
                 counted = t_full <= now < t_close
@@ -280,7 +351,7 @@ async def run_calls(fake: Fake, n: int, recognizer: Recognizer, *, prompt_ms_per
             measured, t_measure = lines, t0
         else:
             call_s, window_s = steady
-            t_measure = t0 + call_s  # every line is up
+            t_measure = t0 + call_s + start_offset_s  # every line is up
             lines = asyncio.gather(*(slot(i, call_s, t_measure, t_measure + window_s) for i in range(n)))
             measured = asyncio.ensure_future(all_measured_done.wait())
         await asyncio.sleep(max(0.0, t_measure - time.perf_counter()))
@@ -295,9 +366,12 @@ async def run_calls(fake: Fake, n: int, recognizer: Recognizer, *, prompt_ms_per
         stop.set()
         await samp
         originates = tel.stats["originates"]
-    stats = await asyncio.get_running_loop().run_in_executor(None, fake.ask, "stats", m_from, m_to)
     wall = t_to - t_from
     window_lags = [lag for when, lag in lags if t_from <= when <= t_to]
+    if worker:  # the parent asks the fake for the figures of all workers' windows together
+        return {"cpu_s": cpu, "wall_s": wall, "m_from": m_from, "m_to": m_to, "lags": window_lags,
+                "latencies": latencies, "durations": durations, "outcomes": outcomes}
+    stats = await asyncio.get_running_loop().run_in_executor(None, fake.ask, "stats", m_from, m_to)
     return {
         "calls": n, "wall_s": round(wall, 1), "cpu_pct": round(100 * cpu / wall, 1),
         "loop_lag_ms_p99": round(pct(window_lags, 99), 2), "loop_lag_ms_max": round(max(window_lags, default=0.0), 2),
@@ -390,6 +464,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--no-vosk", action="store_true", help="part 1 only")
     ap.add_argument("--no-part1", action="store_true", help="part 2 (Vosk) only")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="part 1: split the calls over this many worker processes (as `outreach run --worker` "
+                         "one per core, each with its own AudioSocket port) sharing the fake Asterisk")
     ap.add_argument("--levels", default="24,40,60,80,100,120")
     ap.add_argument("--decode-nice", type=int, default=None,
                     help="niceness of Vosk's decoding threads (default: the product's asr.decode_nice default)")
@@ -407,20 +484,24 @@ def main() -> None:
 
     if not args.no_part1:
         speech_cn = espeak("shi4 de5, mei2 you3", "cmn-latn-pinyin")
-        fake = Fake([speech_cn] * len(REPLIES))
+        fake = Fake([speech_cn] * len(REPLIES), per_call_address=args.workers > 1)
         try:
             rate = asyncio.run(originate_rate(fake, 500))
             fake.ask("reset")
-            rec = ScriptedRecognizer(lambda call_id, n: REPLIES[n] if n < len(REPLIES) else "", delay_s=0.08)
+            rec = scripted_recognizer()
             runs: dict[str, dict[str, Any]] = {}
             for mode in ("burst", "steady") if args.mode == "steady" else ("burst",):
                 fake.ask("reset")
-                if mode == "burst":  # every call placed at the same instant: the residents answer in step
-                    runs[mode] = asyncio.run(run_calls(fake, args.calls, rec, prompt_ms_per_char=60))
-                else:  # n lines kept busy, calls out of step (see --mode)
+                steady1: tuple[float, float] | None = None
+                if mode == "steady":  # n lines kept busy, calls out of step (see --mode)
                     alone1 = asyncio.run(run_calls(fake, 1, rec, prompt_ms_per_char=60))
-                    runs[mode] = asyncio.run(run_calls(fake, args.calls, rec, prompt_ms_per_char=60,
-                                                       steady=(alone1["call_s_mean"], args.window)))
+                    steady1 = (alone1["call_s_mean"], args.window)
+                    fake.ask("reset")
+                # burst: every call placed at the same instant, the residents answer in step
+                if args.workers > 1:
+                    runs[mode] = run_workers(fake, args.workers, args.calls, steady1)
+                else:
+                    runs[mode] = asyncio.run(run_calls(fake, args.calls, rec, prompt_ms_per_char=60, steady=steady1))
         finally:
             fake.close()
 
@@ -433,7 +514,8 @@ def main() -> None:
                                              "late_frames", "max_gap_ms", "fake_loop_lag_ms_p99",
                                              "reply_latency_ms_p50", "reply_latency_ms_p95", "answered", "outcomes",
                                              "turns", "measured_calls", "call_s_mean", "speaking_mean",
-                                             "lag_over_20ms_at_s")},
+                                             "lag_over_20ms_at_s", "workers", "loop_lag_ms_p99_per_worker")
+                           if k in r},
             }
 
         # The top level is the mode asked for; a steady run also reports the first wave (burst) beside it.

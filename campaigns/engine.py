@@ -118,6 +118,10 @@ class EngineSettings:
     slice_s: float = 30.0  # planning horizon per step (virtual); the tick interval (wall)
     lease_s: float = 1800.0  # claims of an unregistered worker older than this are recovered
     max_call_s: float = 900.0  # our own deadline for a whole call (campaign clock)
+    # The most calls this worker carries at once over all campaigns (0: no cap). Several workers on one
+    # host (one per core, each its own event loop) share the lines only if each is capped: otherwise the
+    # first to tick refills every line that frees up.
+    max_calls: int = 0
     max_claims_per_step: int = 500
     heartbeat_s: float = 5.0  # wall seconds between heartbeats
     worker_stale_s: float = 30.0  # a worker silent for this long (wall) is dead; its calls are recovered
@@ -576,6 +580,9 @@ class CampaignEngine:
         info = rt.info
         flying = self._inflight.setdefault(info.id, [])
         free = rt.max_concurrent - sum(1 for f in flying if f.report is None or f.report.ended_at > now)
+        if self.settings.max_calls:
+            mine = sum(1 for v in self._inflight.values() for f in v if f.report is None or f.report.ended_at > now)
+            free = min(free, self.settings.max_calls - mine)
         if free <= 0:
             return False, None
         try:

@@ -95,6 +95,11 @@ class TelephonyConfig(_Section):
     trunk: str = "PJSIP/{number}@trunk"
     originate_timeout_s: float = Field(30.0, gt=0)
     max_call_s: float = Field(900.0, gt=0)
+    max_calls_per_worker: int = Field(
+        0, ge=0,
+        description="the most calls one `outreach run` worker carries at once (0 = no cap): with several workers, "
+        "one per core, a cap makes the others take the rest instead of one worker taking every free line",
+    )
     trunks: list[TrunkConfig] = Field(default_factory=lambda: [TrunkConfig()])
     ami: AmiConfig = AmiConfig()
     audiosocket: AudioSocketConfig = AudioSocketConfig()

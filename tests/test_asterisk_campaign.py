@@ -259,3 +259,63 @@ async def test_ami_cut_mid_campaign_reconnects_never_redials_and_charges_no_one(
     finals = Counter(c.final_outcome for c in contacts)
     assert finals == Counter({"completed": 16, "invalid_number": 8}), finals
     assert telephony.ami.disconnects >= 3
+
+
+@pytest.mark.slow
+async def test_two_workers_share_one_asterisk_its_trunk_limit_and_the_residents(sqlite_url: str, tmp_path: Path) -> None:
+    """Two workers (one per core in production), each with its own AudioSocket port, on one Asterisk whose
+    robot context connects to ${AUDIOSOCKET_ADDR}: every call's audio reaches the worker that placed it,
+    the trunk's limit holds in total, each worker keeps to its own cap, and no resident is dialled twice."""
+    async with FakeAsterisk(auth_delay_s=0.05, frame_period_s=PERIOD, per_call_address=True) as pbx:
+        store = Store(sqlite_url)
+        residents = synthetic_residents(20, seed=13)
+        pbx.scenario_for = lambda number: scenario("keys", b"")
+        lines = 6
+        setup_campaign(store, residents, lines)
+        recognizer = ScriptedRecognizer(lambda call_id, n: "", delay_s=0.02)
+        workers = []
+        for name in ("w-a", "w-b"):
+            tel = AsteriskTelephony(fast_settings(pbx, audiosocket_advertise_host="127.0.0.1",
+                                                  limits=Limits(frame_period_s=PERIOD, stall_s=2.0)))
+            engine = CampaignEngine(store, tel, WallClock(), build_sessions(CFG),
+                                    settings=engine_settings(lines, worker=name, max_calls=lines // 2),
+                                    media_runner=media_runner(recognizer, tmp_path / name, tel))
+            workers.append((name, tel, engine))
+        async with workers[0][1], workers[1][1]:
+            stop = asyncio.Event()
+            services = [asyncio.create_task(serve(e, stop=stop, tick_s=0.2, lease_sweep_s=3600)) for _, _, e in workers]
+            try:
+                async with asyncio.timeout(90):
+                    while True:
+                        await asyncio.sleep(0.3)
+                        rows = await asyncio.to_thread(attempts, store)
+                        done = {a.contact_id for a in rows if a.outcome != "dialing"}
+                        if len(done) >= len(residents) and all(e.inflight == 0 for _, _, e in workers):
+                            break
+            finally:
+                stop.set()
+                await asyncio.wait_for(asyncio.gather(*services), 30)
+            ports = {name: tel.audiosocket_port for name, tel, _ in workers}
+        rows = attempts(store)
+        with store.session() as s:
+            records = {r.attempt_id: r for r in s.scalars(select(ScreeningRecord))}
+            finals = Counter(c.final_outcome for c in s.scalars(select(CampaignContact)))
+        store.close()
+        assert finals == Counter({"completed": len(residents)}), finals
+        assert len(rows) == len(residents) and all(records[a.id].outcome == "completed" for a in rows)
+        assert {a.worker for a in rows} == {"w-a", "w-b"}  # both took calls
+        # Each call's Originate named its own worker's AudioSocket port, and the call's audio went there.
+        originates = {header(a, "ChannelId"): a for a in pbx.actions if header(a, "Action") == "Originate"}
+        for a in rows:
+            assert f"AUDIOSOCKET_ADDR=127.0.0.1:{ports[a.worker]}" in originates[a.channel_id]["Variable"]
+        assert all(n == 1 for n in pbx.dials_per_channel_id().values())
+        assert pbx.peak_channels("trunk") <= lines  # the trunk's limit, in total over both workers
+        by_worker = {a.channel_id: a.worker for a in rows}
+        up: Counter[str] = Counter()
+        peak: Counter[str] = Counter()
+        for _, kind, f in pbx.events:  # what Asterisk saw, in order: each worker's own calls at once
+            if kind in ("dial", "hangup") and f["uniqueid"] in by_worker:
+                w = by_worker[f["uniqueid"]]
+                up[w] += 1 if kind == "dial" else -1
+                peak[w] = max(peak[w], up[w])
+        assert peak["w-a"] == peak["w-b"] == lines // 2, peak

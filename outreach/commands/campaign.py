@@ -146,6 +146,7 @@ def build_engine_settings(config: Config, *, worker: str | None = None, slice_s:
     t = config.telephony
     s = EngineSettings(
         caller_id=t.caller_id, originate_timeout_s=t.originate_timeout_s, max_call_s=t.max_call_s,
+        max_calls=t.max_calls_per_worker,
         trunks=tuple(TrunkSpec(k.name, k.channel, k.max_channels, k.calls_per_second) for k in t.trunks),
     )
     if t.backend != "simulated":
