@@ -15,6 +15,7 @@ from common.audio import TELEPHONE_RATE, AudioFormatError
 
 ASR_RATE = 16000
 
+
 class StreamResampler:
     """Resamples a stream of s16le mono chunks; one instance per audio stream (not thread-safe)."""
 
@@ -49,4 +50,3 @@ class StreamResampler:
         """Forget all state (a new utterance)."""
         self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="int16", quality=self._quality)
         self._closed = False
-

